@@ -1,0 +1,80 @@
+"""``cervisag measure``: measure radiographs, write JSON, overlays and DICOM SC/SR."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+HELP = "measure the six sagittal parameters on DICOM/PNG/JPEG/TIFF radiographs"
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="write a JSON array of records to FILE ('-' for stdout)")
+    p.add_argument("--overlay", metavar="DIR", help="write an overlay PNG per image into DIR")
+    p.add_argument("--dicom-out", metavar="DIR", help="write a DICOM Secondary Capture and Comprehensive SR per image into DIR")
+    p.add_argument("--model", help="model name in engines/ or a manifest path (default: the shipped model)")
+    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "auto"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    p.add_argument("--pixel-spacing", nargs=2, type=float, metavar=("ROW", "COL"), help="pixel spacing in mm (overrides the file's)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--threads", type=int, help="inference threads per worker")
+    p.add_argument("--confidence-threshold", type=float, help="landmarks below it are not visible (default: the model's)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-study time limit in batch mode")
+    p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this, before decoding")
+    p.add_argument("--max-bytes", type=int, help="refuse files larger than this many bytes, before reading")
+    p.add_argument("--max-batch", type=int, default=100_000, help="refuse runs with more files than this")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _validate(args: argparse.Namespace) -> str | None:
+    if args.workers < 1:
+        return f"--workers {args.workers}: expected an integer >= 1"
+    if args.threads is not None and args.threads < 1:
+        return f"--threads {args.threads}: expected an integer >= 1"
+    if args.timeout is not None and not args.timeout > 0:
+        return f"--timeout {args.timeout}: expected seconds > 0"
+    if args.pixel_spacing and not all(v > 0 and v == v and v != float("inf") for v in args.pixel_spacing):
+        return f"--pixel-spacing {args.pixel_spacing[0]} {args.pixel_spacing[1]}: expected two finite numbers > 0 (mm)"
+    if args.confidence_threshold is not None and not 0 <= args.confidence_threshold <= 1:
+        return f"--confidence-threshold {args.confidence_threshold}: expected a value in [0, 1]"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch import BatchOptions, collect_inputs, run_batch
+    from ..outputs.records import write_records
+    from .progress import Progress
+
+    problem = _validate(args)
+    if problem:
+        print(f"cervisag measure: error: {problem}", file=sys.stderr)
+        return 2
+    files = collect_inputs(args.paths)
+    if not files:
+        print(f"cervisag measure: error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    opts = BatchOptions(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                        confidence_threshold=args.confidence_threshold,
+                        pixel_spacing_mm=tuple(args.pixel_spacing) if args.pixel_spacing else None,
+                        overlay_dir=args.overlay, dicom_out_dir=args.dicom_out, max_pixels=args.max_pixels,
+                        max_bytes=args.max_bytes, timeout_s=args.timeout, max_batch=args.max_batch)
+    bar = Progress(len(files), "measure", enabled=not args.no_progress)
+    records = []
+    for rec in run_batch(files, opts, workers=args.workers, progress=lambda d, t, r: bar.update(d)):
+        records.append(rec)
+        if not rec["ok"]:
+            print(rec["error"], file=sys.stderr)
+    if args.json_out:
+        write_records(records, args.json_out)
+    elif len(records) == 1 and records[0]["ok"] and not (args.overlay or args.dicom_out):
+        # a single file with no other output: a short summary on stdout
+        params = records[0]["measurement"]["parameters"]
+        print(json.dumps({k: params[k] for k in list(params)[:6]}, indent=2))
+    failed = sum(not r["ok"] for r in records)
+    if failed:
+        logger.warning("%d of %d file(s) failed", failed, len(records))
+    return 1 if failed else 0

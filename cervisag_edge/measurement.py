@@ -1,0 +1,94 @@
+"""Result objects of a measurement (frozen) and their JSON form (see ``docs/output.md``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .parameters import SagittalParameters
+
+OUTPUT_SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Landmark:
+    """One landmark in the input image. Pixel coordinates: the centre of pixel (row i, column j)
+    is (x=j, y=i). Millimetres are ``x_px * column_spacing`` and ``y_px * row_spacing``
+    (None when the spacing is unknown)."""
+
+    name: str
+    x_px: float
+    y_px: float
+    x_mm: float | None
+    y_mm: float | None
+    confidence: float
+    visible: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "x_px": _num(self.x_px),
+            "y_px": _num(self.y_px),
+            "x_mm": _num(self.x_mm),
+            "y_mm": _num(self.y_mm),
+            "confidence": _num(self.confidence),
+            "visible": bool(self.visible),
+        }
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything measured on one image.
+
+    ``pixel_spacing_mm`` is (row, column) spacing in mm or None; ``spacing_source`` names the tag
+    it came from (``PixelSpacing``, ``ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor``,
+    ``ImagerPixelSpacing``, ``user``, or ``none``). ``image_size_px`` is (width, height).
+    """
+
+    source: str
+    landmarks: tuple[Landmark, ...]
+    parameters: "SagittalParameters"
+    pixel_spacing_mm: tuple[float, float] | None
+    spacing_source: str
+    image_size_px: tuple[int, int]
+    model_id: str
+    model_sha256: str
+    backend: str
+    precision: str
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def landmarks_px(self) -> np.ndarray:
+        """(34, 2) float64 pixel coordinates; NaN where the landmark is not visible."""
+        out = np.array([[lm.x_px, lm.y_px] for lm in self.landmarks], dtype=np.float64)
+        vis = np.array([lm.visible for lm in self.landmarks])
+        out[~vis] = np.nan
+        return out
+
+    def confidences(self) -> np.ndarray:
+        return np.array([lm.confidence for lm in self.landmarks], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": OUTPUT_SCHEMA_VERSION,
+            "landmarks": [lm.to_dict() for lm in self.landmarks],
+            "parameters": self.parameters.as_dict(include_extras=True),
+            "missing_landmarks": list(self.parameters.missing),
+            "unavailable": {k: list(v) for k, v in self.parameters.unavailable.items()},
+            "facing": self.parameters.facing,
+            "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "spacing_source": self.spacing_source,
+            "image_size_px": list(self.image_size_px),
+            "model": {"id": self.model_id, "sha256": self.model_sha256, "backend": self.backend, "precision": self.precision},
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
+            "warnings": list(self.warnings),
+        }
+
+
+def _num(v: float | None) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return None if not np.isfinite(f) else round(f, 4)

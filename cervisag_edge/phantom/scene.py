@@ -1,0 +1,225 @@
+"""Sampling one phantom from (seed, index): variant, anatomy, placement and exposure.
+
+Independent random streams (numpy PCG64 seeded from ``SeedSequence([seed, index, k])``) keep
+the anatomy identical whatever size or resolution is requested.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
+from .head import HeadSpec, build_head
+from .parts import Part, Placement, rot
+from .physics import Exposure
+from .spine import LEVELS, SpineSpec, build_chain, vertebra_parts
+
+#: Named variants; ``variant=None`` draws one so that any len(VARIANTS) consecutive indices cover all.
+VARIANTS: tuple[str, ...] = (
+    "standard", "lordotic", "kyphotic", "s-shaped", "straight", "flexion",
+    "extension", "high-shoulders", "cropped-fov", "low-dose", "degenerative", "rotated",
+)
+
+TEXEL_MM = 0.2
+_STREAMS = {"variant": 0, "size": 1, "anatomy": 2, "place": 3, "exposure": 4, "texture": 5, "noise": 6}
+
+
+def stream(seed: int, index: int, name: str) -> np.random.Generator:
+    """The named random stream of phantom (seed, index)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index) & 0xFFFFFFFF, _STREAMS[name]])))
+
+
+def pick_variant(seed: int, index: int) -> str:
+    perm = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5EED]))).permutation(len(VARIANTS))
+    return VARIANTS[int(perm[int(index) % len(VARIANTS)])]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything resolution independent about one phantom (image mm, patient plane)."""
+
+    variant: str
+    size_px: tuple[int, int]  # full (W, H)
+    spacing_mm: float  # full-resolution isotropic patient-plane spacing
+    fine: list[Part]
+    coarse: list[Part]
+    placement: Placement
+    landmarks_mm: np.ndarray  # (34, 2) image mm (origin at the top-left image corner)
+    exposure: Exposure
+    photometric: str
+    rescale: tuple[float, float]
+    collimation_mm: tuple[float, float, float, float]  # left, top, right, bottom insets
+    marker: tuple[str, float, float, float] | None  # letter, x_mm, y_mm, height_mm
+    osteophytes_mm: np.ndarray  # (7, 2) spur lengths, C2..T1 x (superior, inferior)
+    texture: np.ndarray
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def _spine_spec(rng: np.random.Generator, variant: str) -> tuple[SpineSpec, dict[str, float], float]:
+    s = _u(rng, 0.9, 1.1)
+    depth = s * np.array([15.5, 15.5, 15.8, 16.2, 16.6, 17.0, 18.5]) * rng.uniform(0.95, 1.05, 7)
+    hp = s * np.array([15.5, 13.0, 13.0, 12.8, 12.8, 13.8, 15.5]) * rng.uniform(0.93, 1.07, 7)
+    ha = hp * rng.uniform(0.93, 1.03, 7)
+    disc = s * np.array([4.2, 5.0, 5.3, 5.5, 5.4, 4.8]) * rng.uniform(0.85, 1.15, 6)
+    osteo = np.zeros((7, 2))
+    scl = np.zeros(7)
+    old = variant == "degenerative" or (variant == "standard" and rng.random() < 0.2)
+    if old:
+        for j in rng.choice(6, size=int(rng.integers(1, 4)), replace=False, p=np.array([1, 1, 2, 4, 4, 2]) / 14):
+            disc[j] *= _u(rng, 0.3, 0.6)
+            osteo[j, 1] = _u(rng, 1.0, 4.0)
+            osteo[j + 1, 0] = _u(rng, 1.0, 3.5)
+            scl[j] = _u(rng, 0.3, 1.5)
+            scl[j + 1] = _u(rng, 0.3, 1.5)
+    cobb = {"lordotic": (25.0, 50.0), "kyphotic": (-30.0, -5.0), "straight": (-4.0, 4.0), "flexion": (-20.0, 5.0),
+            "extension": (25.0, 45.0)}.get(variant)
+    if variant == "s-shaped":
+        seg_deg = np.concatenate([-rng.uniform(5, 13, 2), rng.uniform(3, 9, 3)])
+        if rng.random() < 0.5:
+            seg_deg = -seg_deg[::-1]
+    else:
+        target = _u(rng, *cobb) if cobb else float(np.clip(rng.normal(15.0, 11.0), -15.0, 45.0))
+        seg_deg = -target * rng.dirichlet(np.full(5, 2.0))
+    seg = np.deg2rad(np.append(seg_deg, _u(rng, -3.0, 8.0)))
+    cap = (disc - 0.8) / (0.5 * depth[:6])
+    seg = np.clip(seg, -cap, cap)
+    spec = SpineSpec(
+        depth_mm=depth, h_ant_mm=ha, h_post_mm=hp, disc_mm=disc, seg_rad=seg, theta_t1_rad=np.deg2rad(_u(rng, 15.0, 35.0)),
+        concave_sup_mm=rng.uniform(0.1, 0.5, 7), concave_inf_mm=rng.uniform(0.4, 1.2, 7), concave_wall_mm=rng.uniform(0.2, 0.8, 7),
+        dens_len_mm=s * _u(rng, 13.0, 17.0), dens_width_mm=s * _u(rng, 9.0, 11.0), dens_tilt_rad=_u(rng, 0.0, 0.25),
+        spinous_mm=np.array([20.0, 13.0, 13.0, 15.0, 19.0, 27.0, 26.0]) * s * rng.uniform(0.85, 1.15, 7),
+        spinous_angle_rad=np.array([0.35, 0.45, 0.45, 0.4, 0.35, 0.3, 0.35]) + rng.normal(0, 0.08, 7),
+        osteophyte_mm=osteo, sclerosis=scl)
+    dens = {"trab": _u(rng, 0.011, 0.019), "cort": _u(rng, 0.055, 0.08), "tex_amp": _u(rng, 0.2, 0.4)}
+    return spec, dens, s
+
+
+def _head_spec(rng: np.random.Generator, variant: str, theta_c2: float) -> HeadSpec:
+    gaze = {"flexion": _u(rng, 12.0, 28.0), "extension": -_u(rng, 12.0, 28.0)}.get(variant, float(rng.normal(0.0, 7.0)))
+    total = np.deg2rad(gaze) - theta_c2
+    f = _u(rng, 0.3, 0.7)
+    a12 = float(np.clip(f * total, -np.deg2rad(30), np.deg2rad(30)))
+    a01 = float(np.clip(total - a12, -np.deg2rad(25), np.deg2rad(25)))
+    if variant == "high-shoulders":
+        tops = (_u(rng, 2.3, 4.2), _u(rng, 2.3, 4.2))
+    else:
+        tops = (_u(rng, 3.5, 7.0), _u(rng, 3.5, 7.0))
+    return HeadSpec(
+        alpha12_rad=a12, alpha01_rad=a01, adi_mm=_u(rng, 1.2, 2.8), pns_mm=(30.0 + _u(rng, -4, 5), -7.0 + _u(rng, -5, 5)),
+        occ_centre_mm=(-42.0 + _u(rng, -5, 5), -50.0 + _u(rng, -6, 6)), occ_axes_mm=(40.0 + _u(rng, -4, 4), 42.0 + _u(rng, -4, 4)),
+        occ_tilt_rad=_u(rng, -0.2, 0.2), neck_scale=_u(rng, 0.85, 1.2), prevert_scale=_u(rng, 0.8, 1.3), airway_scale=_u(rng, 0.7, 1.3),
+        shoulder_top=tops, shoulder_dx_mm=(_u(rng, -15, 15), _u(rng, -15, 15)), earrings=bool(rng.random() < 0.15),
+        mandible_open_rad=_u(rng, -0.03, 0.08))
+
+
+def _texture(rng: np.random.Generator, n: int = 256) -> np.ndarray:
+    import cv2
+
+    white = rng.standard_normal((n, n), dtype=np.float32)
+    rods = cv2.GaussianBlur(white, (0, 0), sigmaX=1.4, sigmaY=4.5, borderType=cv2.BORDER_WRAP if False else cv2.BORDER_REFLECT_101)
+    plates = cv2.GaussianBlur(white, (0, 0), sigmaX=3.0, sigmaY=1.2, borderType=cv2.BORDER_REFLECT_101)
+    fine = cv2.GaussianBlur(white, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
+    t = rods / rods.std() + 0.5 * plates / plates.std() + 0.4 * fine / fine.std()
+    t = np.tanh(1.2 * (t - t.mean()) / t.std())
+    return ((t - t.mean()) / t.std()).astype(np.float32)
+
+
+def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: str | None) -> Scene:
+    """Sample the phantom; ``size`` is the full (W, H) in px (None: drawn from the seed)."""
+    if variant is None:
+        variant = pick_variant(seed, index)
+    elif variant not in VARIANTS:
+        raise ValueError(f"unknown phantom variant {variant!r}, expected one of {', '.join(VARIANTS)}")
+    if size is None:
+        rs = stream(seed, index, "size")
+        h = int(rs.integers(1500, 3001))
+        w = int(np.clip(round(h * rs.uniform(0.72, 1.0)), 1500, 3000))
+        size = (w, h)
+    w, h = int(size[0]), int(size[1])
+    ra = stream(seed, index, "anatomy")
+    spec, dens, _ = _spine_spec(ra, variant)
+    spine = build_chain(spec)
+    hs = _head_spec(ra, variant, spine[0].theta_rad)
+    parts: list[Part] = []
+    for k, v in enumerate(spine):
+        parts.extend(vertebra_parts(v, k, spec, dens, ra))
+    head = build_head(spine, hs, dens, spec.dens_len_mm, spec.dens_width_mm)
+    parts.extend(head.parts)
+    canon = {**head.landmarks, "DENS_TIP": spine[0].dens_tip, "DENS_PS": spine[0].dens_ps}
+    for v in spine:
+        for c, p in zip(("AS", "PS", "PI", "AI"), v.corners):
+            canon[f"{v.name}_{c}"] = p
+    lm_canon = np.array([canon[n] for n in LANDMARK_NAMES], dtype=np.float64)
+
+    rp = stream(seed, index, "place")
+    fov = _u(rp, 120.0, 175.0) if variant == "cropped-fov" else _u(rp, 200.0, 300.0)
+    spacing = float(np.clip(fov / max(w, h) * (1.0 if h >= w else 1.0), 0.10, 0.19))
+    mag = _u(rp, 1.05, 1.2)
+    sid = _u(rp, 1500.0, 1800.0)
+    rho = np.deg2rad(rp.choice([-1.0, 1.0]) * _u(rp, 8.0, 15.0) if variant == "rotated" else float(np.clip(rp.normal(0.0, 4.0), -15, 15)))
+    mirrored = bool(rp.random() < 0.5)
+    lin = rot(rho) @ np.diag([-1.0 if mirrored else 1.0, 1.0])
+    c4 = spine[2].centre
+    aim = c4 + np.array([-12.0 + _u(rp, -15, 15), _u(rp, -20, 20)])
+    img_w_mm, img_h_mm = w * spacing, h * spacing
+    if variant == "cropped-fov":
+        if rp.random() < 0.5:  # cut at the skull base: the top edge just above the dens tip
+            top = spine[0].dens_tip[1] - _u(rp, 0.0, 8.0)
+            aim = np.array([aim[0], top + 0.5 * img_h_mm])
+        else:  # cut above T1: bottom edge between C6 and T1
+            bot = spine[4].centre[1] + _u(rp, 0.0, 25.0)
+            aim = np.array([aim[0], bot - 0.5 * img_h_mm])
+    centre_img = np.array([0.5 * img_w_mm, 0.5 * img_h_mm])
+    place = Placement(linear=lin, pivot=aim, centre_img=centre_img, ray_img=centre_img + rp.uniform(-20, 20, 2), sod_mm=sid / mag, mirrored=mirrored)
+    insets = tuple(float(_u(rp, 3.0, 25.0) if rp.random() < 0.35 else 0.0) for _ in range(4))
+    marker = None
+    if rp.random() < 0.7:
+        letter = "R" if rp.random() < 0.5 else "L"
+        hm = _u(rp, 8.0, 14.0)
+        mx = _u(rp, 0.06, 0.22) * img_w_mm if rp.random() < 0.5 else _u(rp, 0.78, 0.94) * img_w_mm
+        my = _u(rp, 0.05, 0.15) * img_h_mm if rp.random() < 0.6 else _u(rp, 0.85, 0.95) * img_h_mm
+        marker = (letter, mx, my, hm)
+
+    re = stream(seed, index, "exposure")
+    low = variant == "low-dose"
+    fluence = float(np.exp(re.uniform(np.log(3e4), np.log(9e4)))) if low else float(np.exp(re.uniform(np.log(2e5), np.log(8e5))))
+    focal = _u(re, 0.6, 1.2) * (mag - 1.0) / 2.355
+    det = _u(re, 0.06, 0.12)
+    exposure = Exposure(
+        fluence_per_mm2=fluence, magnification=mag, scatter_fraction=_u(re, 0.3, 1.2), scatter_sigma_mm=_u(re, 25.0, 60.0),
+        blur_sigma_mm=float(np.hypot(det, focal) / mag), heel=(float(re.normal(0, 0.03)), float(re.normal(0, 0.03))),
+        gain_ripple=_u(re, 0.0, 0.01), gain_phase=(_u(re, 0, 6.28), _u(re, 0, 6.28)), electronic_noise=_u(re, 2.0, 8.0),
+        eq_strength=_u(re, 0.0, 0.8), eq_sigma_mm=_u(re, 6.0, 20.0), sharpen=_u(re, 0.0, 0.7),
+        film_width=_u(re, 1.5, 4.0) if re.random() < 0.5 else 50.0, bits_stored=int(re.choice([12, 12, 14, 15, 16])))
+    photometric = "MONOCHROME1" if re.random() < 0.3 else "MONOCHROME2"
+    rescale = [(1.0, 0.0), (1.0, 0.0), (0.5, 0.0), (2.0, -1024.0)][int(re.integers(0, 4))]
+
+    fine = [p for p in parts if not p.coarse] + [p for p in head.soft if not p.coarse] + [p for p in head.shoulders if not p.coarse]
+    coarse = [p for p in head.soft if p.coarse] + [p for p in head.shoulders if p.coarse]
+    return Scene(variant=variant, size_px=(w, h), spacing_mm=spacing, fine=fine, coarse=coarse, placement=place,
+                 landmarks_mm=place.points(lm_canon), exposure=exposure, photometric=photometric, rescale=rescale,
+                 collimation_mm=insets, marker=marker, osteophytes_mm=spec.osteophyte_mm.copy(),
+                 texture=_texture(stream(seed, index, "texture")))
+
+
+def shoulder_chord_mm(scene: Scene, pts_mm: np.ndarray) -> np.ndarray:
+    """Total soft-tissue path (mm) through the shoulders at image points (N, 2) mm."""
+    from .parts import to_primitive
+
+    total = np.zeros(len(pts_mm))
+    for p in scene.coarse:
+        if p.tag != "shoulder":
+            continue
+        e = to_primitive(p, scene.placement, None, TEXEL_MM)
+        m = np.array([[e.axis_u[0], e.axis_v[0]], [e.axis_u[1], e.axis_v[1]]])
+        ab = np.linalg.solve(m, (np.asarray(pts_mm) - e.centre).T)
+        r2 = (ab**2).sum(axis=0)
+        total += 2.0 * e.depth_mm * np.sqrt(np.clip(1.0 - r2, 0.0, None))
+    return total
+
+
+__all__ = ["VARIANTS", "Scene", "build_scene", "pick_variant", "shoulder_chord_mm", "stream", "LEVELS", "NUM_LANDMARKS"]

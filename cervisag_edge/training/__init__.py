@@ -1,0 +1,1 @@
+"""Training-side code (extra ``[train]``: PyTorch). Never imported by the runtime."""

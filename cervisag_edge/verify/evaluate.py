@@ -1,0 +1,178 @@
+"""Turning measurements and references into the metrics document of ``cervisag verify``.
+
+Shapes: per image, ``pred_px``/``ref_px`` are (34, 2) pixel (x, y), NaN where absent;
+``errors_mm`` is (34,) as in :func:`metrics.radial_errors_mm`. The keys of :func:`compute_metrics`
+are documented in ``docs/verify.md``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
+from . import metrics as M
+from .dataset import PARAMETER_KEYS, VerifyItem, reference_parameters
+from .harness import ImageResult
+
+logger = logging.getLogger(__name__)
+
+METRICS_SCHEMA = "cervisag-verify/1"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a run; ``error`` set (and the arrays NaN) when it failed."""
+
+    image_id: int
+    file_name: str
+    path: str
+    error: str | None
+    pred_px: np.ndarray  # (34, 2)
+    ref_px: np.ndarray  # (34, 2)
+    visibility: np.ndarray  # (34,)
+    spacing_mm: tuple[float, float] | None  # (row, column)
+    errors_mm: np.ndarray  # (34,)
+    pred_params: Mapping[str, float | None]
+    ref_params: Mapping[str, float | None]
+    measurement: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _nan_params() -> dict[str, float | None]:
+    return {k: None for k in PARAMETER_KEYS}
+
+
+def build_records(items: Sequence[VerifyItem], results: Sequence[ImageResult]) -> list[ImageRecord]:
+    """Pair each item with its result; an image without a usable pixel spacing or reference
+    becomes a failed record too."""
+    if len(items) != len(results):
+        raise ValueError(f"{len(items)} items but {len(results)} results")
+    out = []
+    for it, res in zip(items, results):
+        nan_pts = np.full((NUM_LANDMARKS, 2), np.nan)
+        error = res.error
+        m = res.measurement
+        spacing = it.pixel_spacing_mm
+        pred = nan_pts
+        pred_params: Mapping[str, float | None] = _nan_params()
+        ref_params: Mapping[str, float | None] = _nan_params()
+        if error is None and m is not None:
+            if spacing is None and m.pixel_spacing_mm is not None:
+                spacing = (float(m.pixel_spacing_mm[0]), float(m.pixel_spacing_mm[1]))
+            if spacing is None:
+                error = "no pixel spacing: the annotation has no pixel_spacing_mm and the image none either"
+            else:
+                pred = np.asarray(m.landmarks_px(), dtype=np.float64)
+                pd = m.parameters.as_dict()
+                pred_params = {k: (None if pd.get(k) is None else float(pd[k])) for k in PARAMETER_KEYS}
+                try:
+                    ref_params = reference_parameters(it, spacing)
+                except Exception as exc:  # reference geometry failing is reported per image
+                    error = f"reference parameters: {type(exc).__name__}: {exc}"
+        labelled = it.visibility > 0
+        if error is None:
+            errs = M.radial_errors_mm(pred[None], it.keypoints_px[None], np.array([spacing]), labelled[None])[0]
+        else:
+            errs = np.full(NUM_LANDMARKS, np.nan)
+            pred = nan_pts
+        out.append(
+            ImageRecord(
+                image_id=it.image_id,
+                file_name=it.file_name,
+                path=it.path,
+                error=error,
+                pred_px=pred,
+                ref_px=it.keypoints_px,
+                visibility=it.visibility,
+                spacing_mm=spacing,
+                errors_mm=errs,
+                pred_params=pred_params,
+                ref_params=ref_params,
+                measurement=m if error is None else None,
+            )
+        )
+    return out
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe: NaN/inf → None, numpy scalars → Python, recursively."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if np.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def param_arrays(records: Sequence[ImageRecord]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(pred, ref) per parameter: (N_ok,) arrays over the successful images, NaN for None."""
+    ok = [r for r in records if r.ok]
+
+    def arr(side: str, key: str) -> np.ndarray:
+        vals = [getattr(r, side).get(key) for r in ok]
+        return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+
+    return ({k: arr("pred_params", k) for k in PARAMETER_KEYS}, {k: arr("ref_params", k) for k in PARAMETER_KEYS})
+
+
+def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = M.SDR_RADII_MM) -> dict[str, Any]:
+    """The metrics document (JSON-ready, NaN written as null) of one run."""
+    ok = [r for r in records if r.ok]
+    errs = np.array([r.errors_mm for r in ok]).reshape(len(ok), NUM_LANDMARKS)
+    vis = np.array([r.visibility for r in ok]).reshape(len(ok), NUM_LANDMARKS)
+    overall = M.error_stats(errs, radii_mm)
+    visible = M.error_stats(np.where(vis == 2, errs, np.nan), radii_mm)
+    hidden = M.error_stats(np.where(vis == 1, errs, np.nan), radii_mm)
+    per_landmark = {name: M.error_stats(errs[:, k], radii_mm).to_dict() for k, name in enumerate(LANDMARK_NAMES)}
+
+    pred, ref = param_arrays(records)
+    params: dict[str, Any] = {}
+    for k in PARAMETER_KEYS:
+        a = M.agreement(pred[k], ref[k]).to_dict()
+        a["n_unavailable"] = int(np.sum(~np.isfinite(pred[k]) & np.isfinite(ref[k])))
+        params[k] = a
+    pooled = M.pooled_icc(pred, ref)
+    doc: dict[str, Any] = {
+        "schema": METRICS_SCHEMA,
+        "n_images": len(records),
+        "n_failed": len(records) - len(ok),
+        "failed_images": [{"file_name": r.file_name, "error": r.error} for r in records if not r.ok],
+        "n_landmarks": overall.n,
+        "n_missed": overall.n_missed,
+        "mre_mm": overall.mean_mm,
+        "sd_mm": overall.sd_mm,
+        "median_mm": overall.median_mm,
+        "p95_mm": overall.p95_mm,
+        "max_mm": overall.max_mm,
+        "sdr_percent": overall.sdr_percent,
+        "visible": visible.to_dict(),
+        "hidden": hidden.to_dict(),
+        "per_landmark": per_landmark,
+        "parameters": params,
+        "icc_pooled": pooled.icc,
+        "icc_pooled_ci95": [pooled.ci_low, pooled.ci_high],
+    }
+    return _clean(doc)
+
+
+def worst_records(records: Sequence[ImageRecord], count: int = 5) -> list[ImageRecord]:
+    """The ``count`` successful images with the largest mean radial error (missed landmarks first)."""
+
+    def key(r: ImageRecord) -> tuple[int, float]:
+        e = r.errors_mm[~np.isnan(r.errors_mm)]
+        missed = int(np.sum(np.isinf(e)))
+        finite = e[np.isfinite(e)]
+        return missed, float(finite.mean()) if finite.size else 0.0
+
+    ok = [r for r in records if r.ok]
+    return sorted(ok, key=key, reverse=True)[:count]

@@ -1,0 +1,339 @@
+"""Accuracy statistics of the verification harness: pure functions, numpy and ``math`` only.
+
+Shapes: ``errors_mm`` arrays are (N, K) radial errors (N images, K = 34 landmarks), NaN where
+a landmark is excluded (unlabelled, visibility 0) and +inf where it is labelled but the model
+did not find it ("missed"). ``ratings`` for the ICC are (n, k): n targets rated by k raters.
+
+Conventions (documented in ``docs/verify.md``):
+
+- MRE, SD, median, P95 and max are taken over the finite errors; missed landmarks are counted
+  separately (``n_missed``) and count as failures in the SDR (they are in its denominator).
+- SD values use ``ddof=1`` (sample SD); the Bland–Altman limits are bias ± 1.96·SD(differences).
+- ICC is ICC(2,1) = ICC(A,1): two-way random effects, absolute agreement, single measure
+  (Shrout & Fleiss 1979 case 2; McGraw & Wong 1996 case 2A), with their 95 % CI.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+#: SDR radii of the paper, in mm.
+SDR_RADII_MM: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
+
+
+# --------------------------------------------------------------------------- landmark errors
+def radial_errors_mm(
+    pred_px: np.ndarray, ref_px: np.ndarray, spacing_mm: np.ndarray, labelled: np.ndarray
+) -> np.ndarray:
+    """Radial landmark errors in mm.
+
+    ``pred_px``/``ref_px``: (N, K, 2) pixel (x, y), NaN where the model found no landmark / no
+    reference; ``spacing_mm``: (N, 2) (row, column) spacing; ``labelled``: (N, K) bool, the
+    reference landmarks that take part (visibility 1 or 2).
+    Returns (N, K): the error where labelled and predicted, +inf where labelled but not predicted
+    (missed), NaN where not labelled.
+    """
+    pred = np.asarray(pred_px, dtype=np.float64)
+    ref = np.asarray(ref_px, dtype=np.float64)
+    sp = np.asarray(spacing_mm, dtype=np.float64)
+    lab = np.asarray(labelled, dtype=bool) & np.all(np.isfinite(ref), axis=-1)
+    if pred.shape != ref.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"pred_px and ref_px must both be (N, K, 2), got {pred.shape} and {ref.shape}")
+    if sp.shape != (pred.shape[0], 2):
+        raise ValueError(f"spacing_mm must be ({pred.shape[0]}, 2), got {sp.shape}")
+    dx_mm = (pred[..., 0] - ref[..., 0]) * sp[:, None, 1]
+    dy_mm = (pred[..., 1] - ref[..., 1]) * sp[:, None, 0]
+    err = np.hypot(dx_mm, dy_mm)
+    found = np.all(np.isfinite(pred), axis=-1)
+    out = np.full(err.shape, np.nan)
+    out[lab & found] = err[lab & found]
+    out[lab & ~found] = np.inf
+    return out
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Summary of radial errors in mm. ``n`` counts the landmarks with a finite error,
+    ``n_missed`` the labelled ones the model did not find; ``sdr_percent`` maps radius → %."""
+
+    n: int
+    n_missed: int
+    mean_mm: float
+    sd_mm: float
+    median_mm: float
+    p95_mm: float
+    max_mm: float
+    sdr_percent: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def radius_key(radius_mm: float) -> str:
+    """JSON key of an SDR radius: ``2.0`` → ``"2.0"``, ``2.5`` → ``"2.5"``."""
+    return f"{float(radius_mm):.1f}"
+
+
+def sdr_percent(errors_mm: np.ndarray, radii_mm: Sequence[float] = SDR_RADII_MM) -> dict[str, float]:
+    """Successful detection rate: % of labelled landmarks (finite or missed errors; NaN excluded)
+    within each radius. NaN when nothing is labelled."""
+    e = np.asarray(errors_mm, dtype=np.float64).ravel()
+    e = e[~np.isnan(e)]
+    out: dict[str, float] = {}
+    for r in radii_mm:
+        out[radius_key(r)] = float(100.0 * np.mean(e <= r)) if e.size else float("nan")
+    return out
+
+
+def error_stats(errors_mm: np.ndarray, radii_mm: Sequence[float] = SDR_RADII_MM) -> ErrorStats:
+    """:class:`ErrorStats` of any array of errors (NaN excluded, +inf counted as missed)."""
+    e = np.asarray(errors_mm, dtype=np.float64).ravel()
+    e = e[~np.isnan(e)]
+    finite = e[np.isfinite(e)]
+    nan = float("nan")
+    n = int(finite.size)
+    return ErrorStats(
+        n=n,
+        n_missed=int(e.size - n),
+        mean_mm=float(finite.mean()) if n else nan,
+        sd_mm=float(finite.std(ddof=1)) if n > 1 else nan,
+        median_mm=float(np.median(finite)) if n else nan,
+        p95_mm=float(np.percentile(finite, 95)) if n else nan,
+        max_mm=float(finite.max()) if n else nan,
+        sdr_percent=sdr_percent(e, radii_mm),
+    )
+
+
+# --------------------------------------------------------------------------- parameter agreement
+@dataclass(frozen=True)
+class AgreementStats:
+    """Agreement of one parameter's predictions with the reference (units of the parameter).
+
+    ``mae``/``sd``: mean and SD of |pred − ref|; ``smape`` in %; ``bias``: mean(pred − ref);
+    ``loa``: Bland–Altman 95 % limits (bias ± 1.96·SD of differences); ``icc`` ICC(2,1) and
+    ``icc_ci95`` its 95 % CI."""
+
+    n: int
+    mae: float
+    sd: float
+    smape: float
+    bias: float
+    loa: tuple[float, float]
+    icc: float
+    icc_ci95: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loa"] = list(self.loa)
+        d["icc_ci95"] = list(self.icc_ci95)
+        return d
+
+
+def smape_percent(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Symmetric MAPE in %: mean of |p − r| / ((|p| + |r|) / 2) · 100; a pair with p = r = 0 adds 0."""
+    p = np.asarray(pred, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    if p.size == 0:
+        return float("nan")
+    den = (np.abs(p) + np.abs(r)) / 2.0
+    num = np.abs(p - r)
+    terms = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return float(100.0 * terms.mean())
+
+
+def bland_altman(pred: np.ndarray, ref: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """(bias, (lower, upper)) with bias = mean(pred − ref) and limits bias ± 1.96·SD (ddof=1)."""
+    d = np.asarray(pred, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    if d.size == 0:
+        return float("nan"), (float("nan"), float("nan"))
+    bias = float(d.mean())
+    sd = float(d.std(ddof=1)) if d.size > 1 else float("nan")
+    return bias, (bias - 1.96 * sd, bias + 1.96 * sd)
+
+
+def agreement(pred: np.ndarray, ref: np.ndarray) -> AgreementStats:
+    """All agreement statistics of paired (n,) arrays; pairs with a NaN are dropped first."""
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    r = np.asarray(ref, dtype=np.float64).ravel()
+    if p.shape != r.shape:
+        raise ValueError(f"pred and ref must have the same length, got {p.shape} and {r.shape}")
+    keep = np.isfinite(p) & np.isfinite(r)
+    p, r = p[keep], r[keep]
+    nan = float("nan")
+    ae = np.abs(p - r)
+    bias, loa = bland_altman(p, r)
+    icc = icc_2_1(np.column_stack([r, p])) if p.size >= 2 else IccResult(nan, nan, nan, nan, 0, 0)
+    return AgreementStats(
+        n=int(p.size),
+        mae=float(ae.mean()) if p.size else nan,
+        sd=float(ae.std(ddof=1)) if p.size > 1 else nan,
+        smape=smape_percent(p, r),
+        bias=bias,
+        loa=loa,
+        icc=icc.icc,
+        icc_ci95=(icc.ci_low, icc.ci_high),
+    )
+
+
+# --------------------------------------------------------------------------- ICC(2,1)
+@dataclass(frozen=True)
+class IccResult:
+    """ICC(2,1) with its 95 % CI (McGraw & Wong 1996, case 2A) and the mean squares behind it."""
+
+    icc: float
+    ci_low: float
+    ci_high: float
+    f_value: float  # MSR / MSE
+    n: int
+    k: int
+
+
+def icc_2_1(ratings: np.ndarray, alpha: float = 0.05) -> IccResult:
+    """ICC(2,1) of an (n, k) table (n targets × k raters), two-way random, absolute agreement.
+
+    ICC = (MSR − MSE) / (MSR + (k−1)·MSE + k·(MSC − MSE)/n). The (1 − alpha) CI follows McGraw &
+    Wong (1996) Table 7, case 2A, with Satterthwaite's degrees of freedom ``v``.
+    Rows with a NaN are dropped. Degenerate tables (no variance) give NaN.
+    """
+    x = np.asarray(ratings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"ratings must be (n, k) with k >= 2, got shape {x.shape}")
+    x = x[np.all(np.isfinite(x), axis=1)]
+    n, k = x.shape
+    nan = float("nan")
+    if n < 2:
+        return IccResult(nan, nan, nan, nan, n, k)
+    grand = x.mean()
+    ss_rows = k * float(np.sum((x.mean(axis=1) - grand) ** 2))
+    ss_cols = n * float(np.sum((x.mean(axis=0) - grand) ** 2))
+    ss_total = float(np.sum((x - grand) ** 2))
+    ss_err = ss_total - ss_rows - ss_cols
+    msr = ss_rows / (n - 1)
+    msc = ss_cols / (k - 1)
+    mse = ss_err / ((n - 1) * (k - 1))
+    den = msr + (k - 1) * mse + k * (msc - mse) / n
+    if den <= 0 or not np.isfinite(den):
+        return IccResult(nan, nan, nan, nan, n, k)
+    icc = (msr - mse) / den
+    f_value = msr / mse if mse > 0 else float("inf")
+    lo, hi = _icc_a1_ci(icc, msr, msc, mse, n, k, alpha)
+    return IccResult(float(icc), lo, hi, float(f_value), n, k)
+
+
+def _icc_a1_ci(icc: float, msr: float, msc: float, mse: float, n: int, k: int, alpha: float) -> tuple[float, float]:
+    if mse <= 0 or icc >= 1.0:
+        return float("nan"), float("nan")
+    a = k * icc / (n * (1.0 - icc))
+    b = 1.0 + k * icc * (n - 1) / (n * (1.0 - icc))
+    num = (a * msc + b * mse) ** 2
+    den = (a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1))
+    v = num / den if den > 0 else float("inf")
+    if not np.isfinite(v) or v <= 0:
+        return float("nan"), float("nan")
+    f_star = f_ppf(1.0 - alpha / 2.0, n - 1, v)  # F*(n−1, v)
+    f_star2 = f_ppf(1.0 - alpha / 2.0, v, n - 1)  # F*(v, n−1)
+    c = k * msc + (k * n - k - n) * mse
+    lo = n * (msr - f_star * mse) / (f_star * c + n * msr)
+    hi = n * (f_star2 * msr - mse) / (c + n * f_star2 * msr)
+    return float(lo), float(hi)
+
+
+def pooled_icc(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> IccResult:
+    """ICC(2,1) over the (reference, prediction) pairs of several parameters pooled together.
+
+    Each parameter's pairs are first z-scored with that parameter's *reference* mean and SD
+    (ddof=1) so that parameters in mm, % and degrees share a scale; parameters with fewer than
+    two reference values or zero reference SD are left out. Pairs with a NaN are dropped.
+    """
+    rows: list[np.ndarray] = []
+    for name, r in ref.items():
+        r = np.asarray(r, dtype=np.float64).ravel()
+        p = np.asarray(pred[name], dtype=np.float64).ravel()
+        keep = np.isfinite(r) & np.isfinite(p)
+        r, p = r[keep], p[keep]
+        if r.size < 2:
+            continue
+        mu, sd = r.mean(), r.std(ddof=1)
+        if not sd > 0:
+            continue
+        rows.append(np.column_stack([(r - mu) / sd, (p - mu) / sd]))
+    if not rows:
+        nan = float("nan")
+        return IccResult(nan, nan, nan, nan, 0, 2)
+    return icc_2_1(np.vstack(rows))
+
+
+# --------------------------------------------------------------------------- F distribution
+def betainc_regularized(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) for a, b > 0 and 0 <= x <= 1.
+
+    Evaluated with the classical continued fraction (modified Lentz), using the symmetry
+    I_x(a, b) = 1 − I_{1−x}(b, a) where the fraction converges slowly (x > (a+1)/(a+b+2)).
+    """
+    if not (a > 0 and b > 0):
+        raise ValueError(f"betainc needs a > 0 and b > 0, got a={a}, b={b}")
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_cf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_cf(b, a, 1.0 - x) / b
+
+
+def _beta_cf(a: float, b: float, x: float, max_iter: int = 1000, eps: float = 1e-15) -> float:
+    tiny = 1e-300
+    c = 1.0
+    d = 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, max_iter + 1):
+        m2 = 2 * m
+        for num in (
+            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            delta = c * d
+            h *= delta
+        if abs(delta - 1.0) < eps:
+            break
+    return h
+
+
+def f_cdf(x: float, d1: float, d2: float) -> float:
+    """CDF of the F(d1, d2) distribution (d1, d2 > 0, may be non-integer)."""
+    if x <= 0:
+        return 0.0
+    if math.isinf(x):
+        return 1.0
+    return betainc_regularized(d1 / 2.0, d2 / 2.0, d1 * x / (d1 * x + d2))
+
+
+def f_ppf(q: float, d1: float, d2: float) -> float:
+    """Quantile of F(d1, d2): the x with ``f_cdf(x) = q``, found by bisection (relative 1e-12)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q}")
+    if math.isinf(d2):
+        d2 = 1e12
+    lo, hi = 0.0, 1.0
+    while f_cdf(hi, d1, d2) < q:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e300:
+            return float("inf")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if f_cdf(mid, d1, d2) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * max(hi, 1e-300):
+            break
+    return 0.5 * (lo + hi)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cervisag_edge.errors import ModelError
+from cervisag_edge.manifest import engines_dir, find_manifest, load_manifest, sha256_file
+
+
+@pytest.fixture
+def engine_copy(tmp_path: Path) -> Path:
+    src = engines_dir()
+    for f in ("cervisag_unet.onnx", "cervisag_unet.json"):
+        shutil.copy(src / f, tmp_path / f)
+    return tmp_path / "cervisag_unet.json"
+
+
+def test_shipped_manifest_loads_and_matches(engine_copy: Path) -> None:
+    m = load_manifest(engine_copy)
+    assert m.input_name == "image" and m.output_name == "heatmaps"
+    assert m.input_shape[1:] == (1, 512, 512)
+    assert m.sha256 == sha256_file(m.model_path)
+    assert m.codec["type"] == "udp-dark"
+
+
+def test_tampered_model_is_refused(engine_copy: Path) -> None:
+    model = engine_copy.with_suffix(".onnx")
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match manifest field sha256"):
+        load_manifest(engine_copy)
+
+
+def test_missing_fields_and_bad_json(engine_copy: Path) -> None:
+    raw = json.loads(engine_copy.read_text())
+    del raw["sha256"]
+    engine_copy.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="lacks field"):
+        load_manifest(engine_copy)
+    engine_copy.write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_manifest(engine_copy)
+    with pytest.raises(ModelError, match="not found"):
+        load_manifest(engine_copy.parent / "nope.json")
+
+
+def test_wrong_schema_is_refused(engine_copy: Path) -> None:
+    raw = json.loads(engine_copy.read_text())
+    raw["landmark_names"] = raw["landmark_names"][:-1]
+    engine_copy.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="landmark_names"):
+        load_manifest(engine_copy)
+
+
+def test_find_manifest_resolution(tmp_path: Path) -> None:
+    assert find_manifest(None).name == "cervisag_unet.json"
+    assert find_manifest("x", precision="fp16").name == "x.fp16.json"
+    assert find_manifest(tmp_path / "m.onnx") == tmp_path / "m.json"

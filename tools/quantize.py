@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Make the precision variants of an FP32 ONNX model: ``tools/quantize.py engines/cervisag_unet.json``.
+
+Variants (each ``<model>.<variant>.onnx`` with a manifest ``<model>.<variant>.json``):
+
+* ``fp16``: FP16 compute, FP32 I/O. NVIDIA Model Optimizer AutoCast when ``modelopt`` is
+  installed, else ``onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)``.
+* ``int8-trt``: symmetric S8 activations and per-channel S8 weights as explicit Q/DQ, the form
+  strongly typed TensorRT (10.12+ and 11.x) needs. Model Optimizer when installed, else
+  ONNX Runtime ``quantize_static`` (QDQ, QInt8/QInt8, per channel, symmetric).
+* ``int8-cpu``: what ONNX Runtime's CPU provider runs fastest: U8 activations, per-channel S8
+  weights, QDQ or QOperator format (both are built and timed; the faster one is kept).
+
+Calibration and accuracy use phantoms (``cervisag_edge.phantom.render_phantom``) through the
+runtime's own letterbox: fixed seeds and indices, so a rerun gives the same files. For each INT8
+variant the calibration methods given by ``--calib-methods`` and keeping the heatmap head (the
+last Conv) in FP32 or not are compared on the held-out phantoms by the landmark error versus
+FP32 in mm; the most accurate is kept (the head stays FP32 only when that measurably helps).
+Extra: ``pip install 'cervisag-edge[quantize]'``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cervisag_edge.codec import UDPHeatmapCodec  # noqa: E402
+from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
+from cervisag_edge.preprocess import LetterboxTransform, letterbox, normalize  # noqa: E402
+
+logger = logging.getLogger("quantize")
+
+VARIANTS = ("fp16", "int8-trt", "int8-cpu")
+CALIB_METHODS = ("MinMax", "Percentile", "Entropy")
+#: A head kept in FP32 must cut the landmark error by at least this fraction to be worth its cost.
+HEAD_GAIN_MIN = 0.05
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """One preprocessed held-out image: input (1, 1, H, W) float32, its letterbox and spacing (row, col) mm."""
+
+    input: np.ndarray
+    transform: LetterboxTransform
+    spacing_mm: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One quantised model and how it did versus FP32 (mm) and its median CPU latency (ms)."""
+
+    path: Path
+    method: str
+    head_fp32: bool
+    quant_format: str
+    mean_error_mm: float
+    max_error_mm: float
+    latency_ms: float
+
+
+# ---------------------------------------------------------------- data -------------------
+def preprocess_display(display: np.ndarray, manifest: ModelManifest) -> tuple[np.ndarray, LetterboxTransform]:
+    """(H, W) display in [0, 1] → ((1, 1, H_in, W_in) float32 input, transform), as the runtime does."""
+    h, w = manifest.input_hw
+    boxed, tf = letterbox(display, (w, h), pad_value=manifest.pad_value)
+    return normalize(boxed, manifest.mean, manifest.std)[None, None], tf
+
+
+def phantom_samples(manifest: ModelManifest, seed: int, count: int, long_side: int) -> list[EvalSample]:
+    """``count`` phantoms of ``seed`` (indices 0..count-1, in order), preprocessed for ``manifest``."""
+    try:
+        from cervisag_edge.phantom import render_phantom
+    except ImportError as exc:
+        raise RuntimeError(f"cervisag_edge.phantom.render_phantom is needed for calibration ({exc})") from None
+    out = []
+    for index in range(count):
+        ph = render_phantom(seed, index, out_long_side=long_side)
+        x, tf = preprocess_display(np.asarray(ph.display, dtype=np.float32), manifest)
+        sp = tuple(float(v) for v in ph.pixel_spacing_mm)
+        out.append(EvalSample(x, tf, (sp[0], sp[1])))
+    return out
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over fixed inputs (a fresh iterator per calibration)."""
+
+    def __init__(self, name: str, inputs: Sequence[np.ndarray]) -> None:
+        self.name, self.inputs = name, list(inputs)
+        self._it: Iterator[np.ndarray] = iter(self.inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.name: x}
+
+    def rewind(self) -> None:
+        self._it = iter(self.inputs)
+
+
+# ---------------------------------------------------------------- graph helpers ----------
+def head_node_names(model_path: Path) -> list[str]:
+    """Names of the Conv node(s) that produce the graph output (walking back through non-Conv nodes)."""
+    import onnx
+
+    g = onnx.load(str(model_path), load_external_data=False).graph
+    producer = {o: n for n in g.node for o in n.output}
+    heads: list[str] = []
+    stack = [o.name for o in g.output]
+    seen: set[str] = set()
+    while stack:
+        t = stack.pop()
+        node = producer.get(t)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Conv":
+            heads.append(node.name)
+        else:
+            stack.extend(node.input)
+    return sorted(heads)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this x86 CPU has VNNI (then U8S8 needs no reduced weight range)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def modelopt_available() -> bool:
+    try:
+        return importlib.util.find_spec("modelopt.onnx") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- producers --------------
+def make_fp16(src: Path, dst: Path) -> str:
+    """Write the FP16 model (FP32 I/O); returns the tool used."""
+    import onnx
+
+    if modelopt_available():
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+
+        onnx.save(convert_to_mixed_precision(onnx_path=str(src), low_precision_type="fp16", keep_io_types=True), str(dst))
+        return "modelopt.onnx.autocast.convert_to_mixed_precision(low_precision_type=fp16, keep_io_types=True)"
+    from onnxconverter_common.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+    return "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True) (fallback: modelopt not installed)"
+
+
+def quantize_ort(src: Path, dst: Path, inputs: Sequence[np.ndarray], input_name: str, *, method: str, symmetric: bool,
+                 quant_format: str, reduce_range: bool, exclude: Sequence[str]) -> dict[str, Any]:
+    """ONNX Runtime static quantisation; returns the settings as recorded in the manifest."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    act = QuantType.QInt8 if symmetric else QuantType.QUInt8
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {"WeightSymmetric": True}
+    if method in ("Percentile",):
+        extra["CalibPercentile"] = 99.999
+    quantize_static(
+        str(src), str(dst), _Reader(input_name, inputs), quant_format=getattr(QuantFormat, quant_format),
+        per_channel=True, reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude), calibrate_method=getattr(CalibrationMethod, method), extra_options=extra,
+    )
+    return {
+        "tool": "onnxruntime.quantization.quantize_static", "format": quant_format,
+        "activation_type": act.name, "weight_type": "QInt8", "per_channel": True, "reduce_range": reduce_range,
+        "extra_options": extra,
+    }
+
+
+def quantize_modelopt(src: Path, dst: Path, inputs: Sequence[np.ndarray], *, method: str, exclude: Sequence[str]) -> dict[str, Any]:
+    """Model Optimizer INT8 Q/DQ (symmetric, TensorRT-ready); calibrated through ONNX Runtime on the CPU."""
+    from modelopt.onnx.quantization import quantize
+
+    calib = np.concatenate(list(inputs), axis=0)
+    mo_method = {"MinMax": "max", "Entropy": "entropy"}.get(method)
+    if mo_method is None:
+        raise ValueError(f"Model Optimizer has no {method} calibration; use MinMax or Entropy")
+    quantize(onnx_path=str(src), quantize_mode="int8", calibration_data=calib, calibration_method=mo_method,
+             output_path=str(dst), nodes_to_exclude=list(exclude) or None, calibration_eps=["cpu"])
+    return {"tool": "modelopt.onnx.quantization.quantize(quantize_mode=int8)", "format": "QDQ",
+            "activation_type": "QInt8", "weight_type": "QInt8", "per_channel": True, "symmetric": True}
+
+
+# ---------------------------------------------------------------- measurement ------------
+def session(path: Path, threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def median_latency_ms(path: Path, input_name: str, shape: Sequence[int], runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of one batch-1 inference on ONNX Runtime's CPU provider."""
+    sess = session(path)
+    x = np.random.default_rng(0).standard_normal([1 if v < 1 else int(v) for v in shape]).astype(np.float32)
+    for _ in range(warmup):
+        sess.run(None, {input_name: x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {input_name: x})
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def landmarks_mm(path: Path, manifest: ModelManifest, samples: Sequence[EvalSample]) -> np.ndarray:
+    """(S, K, 2) decoded landmarks in mm (original image, x·col spacing, y·row spacing)."""
+    sess = session(path)
+    codec = UDPHeatmapCodec.from_manifest(manifest.codec)
+    out = []
+    for s in samples:
+        hm = sess.run([manifest.output_name], {manifest.input_name: s.input})[0]
+        coords_in, _ = codec.decode(hm[0].astype(np.float32))
+        px = s.transform.to_original(coords_in)
+        out.append(px * np.array([s.spacing_mm[1], s.spacing_mm[0]]))
+    return np.asarray(out)
+
+
+def landmark_error_mm(reference_mm: np.ndarray, variant_mm: np.ndarray) -> tuple[float, float]:
+    """(mean, max) Euclidean distance in mm between two (S, K, 2) landmark sets."""
+    d = np.linalg.norm(np.asarray(variant_mm) - np.asarray(reference_mm), axis=-1)
+    return float(np.mean(d)), float(np.max(d))
+
+
+def choose(candidates: Sequence[Candidate], head_gain_min: float = HEAD_GAIN_MIN) -> Candidate:
+    """Most accurate candidate; an FP32 head must beat the best INT8-head one by ``head_gain_min`` (relative)."""
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+    full = [c for c in candidates if not c.head_fp32]
+    head = [c for c in candidates if c.head_fp32]
+    best_full = min(full, key=lambda c: (c.mean_error_mm, c.latency_ms)) if full else None
+    best_head = min(head, key=lambda c: (c.mean_error_mm, c.latency_ms)) if head else None
+    if best_full is None:
+        return best_head  # type: ignore[return-value]
+    if best_head is None:
+        return best_full
+    if best_head.mean_error_mm < best_full.mean_error_mm * (1.0 - head_gain_min):
+        return best_head
+    return best_full
+
+
+def variant_manifest(base: ModelManifest, variant: str, path: Path, extra: dict[str, Any]) -> ModelManifest:
+    """The FP32 manifest with the variant's file, sha256, precision and ``base_model``; details in ``extra``."""
+    return replace(base, file=path.name, sha256=sha256_file(path), precision=variant, base_model=base.file,
+                   extra={**dict(base.extra), **extra}, path=str(path.parent))
+
+
+# ---------------------------------------------------------------- driver -----------------
+def build_int8(variant: str, base: ModelManifest, prepped: Path, work: Path, calib: Sequence[np.ndarray],
+               reference_mm: np.ndarray, samples: Sequence[EvalSample], methods: Sequence[str], head_modes: Sequence[bool],
+               runs: int, report: Callable[[str], None]) -> tuple[Candidate, dict[str, Any], list[Candidate]]:
+    """Build every (method, head, format) candidate of an INT8 variant, measure, keep the best."""
+    heads = head_node_names(prepped)
+    formats = ("QDQ", "QOperator") if variant == "int8-cpu" else ("QDQ",)
+    use_mo = variant == "int8-trt" and modelopt_available()
+    reduce_range = variant == "int8-cpu" and not cpu_has_vnni()
+    cands, settings = [], {}
+    for method in methods:
+        if use_mo and method not in ("MinMax", "Entropy"):
+            continue
+        for head_fp32 in head_modes:
+            for fmt in formats:
+                out = work / f"{variant}.{method}.{'head' if head_fp32 else 'all'}.{fmt}.onnx"
+                exclude = heads if head_fp32 else []
+                if use_mo:
+                    s = quantize_modelopt(prepped, out, calib, method=method, exclude=exclude)
+                else:
+                    s = quantize_ort(prepped, out, calib, base.input_name, method=method, symmetric=variant == "int8-trt",
+                                     quant_format=fmt, reduce_range=reduce_range, exclude=exclude)
+                mean_mm, max_mm = landmark_error_mm(reference_mm, landmarks_mm(out, base, samples))
+                lat = median_latency_ms(out, base.input_name, base.input_shape, runs=runs)
+                c = Candidate(out, method, head_fp32, fmt, mean_mm, max_mm, lat)
+                settings[str(out)] = s
+                cands.append(c)
+                report(f"  {variant:8s} {method:10s} head={'fp32' if head_fp32 else 'int8'} {fmt:9s} "
+                       f"mean {mean_mm:.4f} mm  max {max_mm:.4f} mm  {lat:.1f} ms")
+    if variant == "int8-cpu":
+        # Format is about speed: keep, per (method, head), the faster format, then choose on accuracy.
+        fastest: dict[tuple[str, bool], Candidate] = {}
+        for c in cands:
+            k = (c.method, c.head_fp32)
+            if k not in fastest or c.latency_ms < fastest[k].latency_ms:
+                fastest[k] = c
+        best = choose(list(fastest.values()))
+    else:
+        best = choose(cands)
+    return best, settings[str(best.path)], cands
+
+
+def run(args: argparse.Namespace, report: Callable[[str], None] = print,
+        samples_fn: Callable[[ModelManifest, int, int, int], list[EvalSample]] = phantom_samples) -> list[Path]:
+    """Produce the requested variants; returns the written manifest paths."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    base = load_manifest(args.manifest)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(base.path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calib = [s.input for s in samples_fn(base, args.calib_seed, args.calib_count, args.long_side)]
+    held_out = samples_fn(base, args.eval_seed, args.eval_count, args.long_side)
+    reference_mm = landmarks_mm(base.model_path, base, held_out)
+    fp32_ms = median_latency_ms(base.model_path, base.input_name, base.input_shape, runs=args.runs)
+    report(f"fp32      {base.model_path.name}: {fp32_ms:.1f} ms (ONNX Runtime CPU, batch 1, median of {args.runs})")
+    calib_info = {"source": "cervisag_edge.phantom.render_phantom" if samples_fn is phantom_samples else getattr(samples_fn, "__name__", "custom"),
+                  "seed": args.calib_seed, "count": args.calib_count, "long_side": args.long_side}
+    eval_info = {"seed": args.eval_seed, "count": args.eval_count}
+    written = []
+    with tempfile.TemporaryDirectory(prefix="cervisag_quant_") as tmp:
+        work = Path(tmp)
+        prepped = work / "prepped.onnx"
+        quant_pre_process(str(base.model_path), str(prepped), skip_symbolic_shape=True)
+        for variant in args.variants:
+            dst = out_dir / f"{base.name}.{variant}.onnx"
+            if variant == "fp16":
+                tool = make_fp16(base.model_path, dst)
+                mean_mm, max_mm = landmark_error_mm(reference_mm, landmarks_mm(dst, base, held_out))
+                lat = median_latency_ms(dst, base.input_name, base.input_shape, runs=args.runs)
+                extra: dict[str, Any] = {"tool": tool}
+                report(f"fp16      mean {mean_mm:.4f} mm  max {max_mm:.4f} mm  {lat:.1f} ms")
+            else:
+                best, settings, cands = build_int8(variant, base, prepped, work, calib, reference_mm, held_out,
+                                                   args.calib_methods, args.head_modes, args.runs, report)
+                dst.write_bytes(best.path.read_bytes())
+                mean_mm, max_mm, lat = best.mean_error_mm, best.max_error_mm, best.latency_ms
+                extra = {"tool": settings["tool"], "quantization": settings,
+                         "calibration": {**calib_info, "method": best.method,
+                                         "compared": [{"method": c.method, "head_fp32": c.head_fp32, "format": c.quant_format,
+                                                       "mean_error_mm": round(c.mean_error_mm, 5), "latency_ms": round(c.latency_ms, 2)}
+                                                      for c in cands]},
+                         "head_fp32": best.head_fp32, "nodes_excluded": head_node_names(prepped) if best.head_fp32 else []}
+                report(f"{variant:9s} chose {best.method} head={'fp32' if best.head_fp32 else 'int8'} {best.quant_format}")
+            extra["accuracy_vs_fp32"] = {"mean_landmark_error_mm": round(mean_mm, 5), "max_landmark_error_mm": round(max_mm, 5),
+                                         "held_out": eval_info}
+            extra["cpu_latency_ms"] = {"variant": round(lat, 2), "fp32": round(fp32_ms, 2), "runs": args.runs}
+            m = variant_manifest(base, variant, dst, extra)
+            mpath = out_dir / f"{base.name}.{variant}.json"
+            m.write(mpath)
+            written.append(mpath)
+            report(f"wrote {dst} and {mpath}")
+    return written
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("manifest", help="FP32 model manifest (engines/cervisag_unet.json)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--calib-methods", default="MinMax,Percentile", help=f"comma list of {', '.join(CALIB_METHODS)}")
+    p.add_argument("--head", choices=("both", "fp32", "int8"), default="both", help="heatmap head precision candidates")
+    p.add_argument("--calib-seed", type=int, default=1000)
+    p.add_argument("--calib-count", type=int, default=16)
+    p.add_argument("--eval-seed", type=int, default=2000)
+    p.add_argument("--eval-count", type=int, default=8)
+    p.add_argument("--long-side", type=int, default=1024, help="phantom long side in px")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per latency (median)")
+    p.add_argument("--out-dir", default=None, help="output folder (default: the manifest's)")
+    a = p.parse_args(argv)
+    a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    a.calib_methods = [v.strip() for v in a.calib_methods.split(",") if v.strip()]
+    bad = [v for v in a.variants if v not in VARIANTS] + [m for m in a.calib_methods if m not in CALIB_METHODS]
+    if bad or not a.variants or not a.calib_methods:
+        p.error(f"unknown or empty variant/method: {', '.join(bad) or '(none given)'}")
+    a.head_modes = {"both": [False, True], "fp32": [True], "int8": [False]}[a.head]
+    for name in ("calib_count", "eval_count", "runs"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    written = run(args)
+    print(json.dumps([str(p) for p in written]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
