@@ -108,18 +108,27 @@ class _Worker:
             return record_ok(file, m)
         except CervisagError as exc:
             return record_error(file, str(exc))
-        except (ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # never let one study stop the batch (MemoryError, decoder bugs, ...)
             logger.debug("unexpected error on %s", file, exc_info=True)
             return record_error(file, f"{file}: {type(exc).__name__}: {' '.join(str(exc).split())}")
 
 
 _WORKER: _Worker | None = None
+_INIT_ERROR: Exception | None = None
 
 
 def _init_worker(opts: BatchOptions) -> None:
-    global _WORKER
+    global _WORKER, _INIT_ERROR
     logging.basicConfig(level=logging.WARNING)
-    _WORKER = _Worker(opts)
+    try:
+        _WORKER = _Worker(opts)
+    except Exception as exc:  # raised in the parent by _ping; an initializer that raises respawns forever
+        _INIT_ERROR = exc
+
+
+def _ping(_: object = None) -> Exception | None:
+    """Runs once a worker is initialised: its Measurer's load error, or None."""
+    return _INIT_ERROR
 
 
 def _run_one(args: tuple[int, str]) -> tuple[int, dict[str, Any]]:
@@ -162,6 +171,10 @@ def _run_pool(files: Sequence[str], opts: BatchOptions, workers: int, total: int
     while pending:
         pool = ctx.Pool(processes=min(workers, len(pending)), initializer=_init_worker, initargs=(opts,))
         try:
+            # wait for a loaded model before any study's clock starts; a load error stops the batch
+            init_error = pool.apply(_ping)
+            if init_error is not None:
+                raise init_error
             asyncs = [(i, f, pool.apply_async(_run_one, ((i, f),))) for i, f in pending]
             pending = []
             for k, (i, f, ar) in enumerate(asyncs):
@@ -175,6 +188,8 @@ def _run_pool(files: Sequence[str], opts: BatchOptions, workers: int, total: int
                     pending = [(j, g) for j, g, a in asyncs[k + 1 :] if not _ready_into(a, j, results)]
                     results[i] = rec
                     break
+                except Exception as exc:  # the task failed outside process(), e.g. a result that cannot be pickled
+                    rec = record_error(f, f"{f}: {type(exc).__name__}: {' '.join(str(exc).split())}")
                 results[i] = rec
         finally:
             pool.terminate()

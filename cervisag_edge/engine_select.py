@@ -62,9 +62,6 @@ def _model_stem(filename: str) -> str:
     for ext in (".json", ".onnx", ".plan"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
-    for ext in (".plan",):
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
     for variant in VARIANTS:
         if stem.endswith(f".{variant}"):
             stem = stem[: -len(variant) - 1]

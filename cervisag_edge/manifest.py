@@ -155,7 +155,9 @@ def find_manifest(model: str | Path | None = None, precision: str = "fp32") -> P
     p = Path(model)
     if p.suffix == ".json":
         return p
-    if p.suffix in (".onnx", ".plan"):
+    if p.suffix == ".plan":
+        return p.with_name(p.name + ".json")
+    if p.suffix == ".onnx":
         return p.with_suffix(".json")
     suffix = "" if precision == "fp32" else f".{precision}"
     return engines_dir() / f"{p.name}{suffix}.json"

@@ -53,8 +53,10 @@ def test_real_compare_reports_unavailable_variants_as_skipped(tmp_path, capsys):
 
 
 def test_real_measurer_on_phantoms(tmp_path, capsys):
-    phantom = importlib.import_module("cervisag_edge.phantom")
-    generate = getattr(phantom, "generate_dataset", None)
+    try:
+        generate = getattr(importlib.import_module("cervisag_edge.phantom"), "generate_dataset", None)
+    except ImportError as exc:
+        pytest.skip(f"cervisag_edge.phantom is not importable yet: {exc}")
     if generate is None:
         pytest.skip("cervisag_edge.phantom.generate_dataset is not built yet")
     out = tmp_path / "ph"

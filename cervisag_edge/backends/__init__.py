@@ -36,6 +36,10 @@ def is_installed(name: str) -> bool:
     entry = _REGISTRY.get(name)
     if entry is None:
         return False
+    if name == "tensorrt":  # the full package or the lean runtime
+        from ..engine_select import tensorrt_available
+
+        return tensorrt_available()
     try:
         return importlib.util.find_spec(entry[2]) is not None
     except (ImportError, ValueError):

@@ -19,6 +19,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from .. import imaging
 from ..errors import InputError
+from .deflate import check_deflated_size
 from .image import LoadedImage, ReadLimits, finalize_display
 from .spacing import dicom_spacing
 
@@ -265,6 +266,7 @@ def _colour_display(ds: Dataset, arr: np.ndarray, photometric: str, warnings: li
 
 def read_dicom(path: Path, name: str, limits: ReadLimits, user_spacing: tuple[float, float] | None) -> LoadedImage:
     """Read one single-frame DICOM image. Raises InputError for anything it cannot measure."""
+    check_deflated_size(path, name, limits)
     header, forced = read_dicom_header(path, name)
     photometric, warnings = _check_header(header, name, limits)
     if forced:
@@ -279,9 +281,9 @@ def read_dicom(path: Path, name: str, limits: ReadLimits, user_spacing: tuple[fl
 
     try:
         arr = pixel_array(ds)
-    except (MemoryError, KeyboardInterrupt):
+    except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except Exception as exc:  # decoder plugins raise many types; report them in one line
+    except BaseException as exc:  # decoder plugins raise many types (pyo3 panics derive from BaseException)
         raise InputError(
             f"{name}: (7FE0,0010) PixelData could not be decoded with transfer syntax "
             f"{ds.file_meta.TransferSyntaxUID.name!r} ({type(exc).__name__}: {_one_line(exc)})"

@@ -52,6 +52,23 @@ FINDING_SITE_CODE = Code("122494005", "SCT", "Cervical spine")
 _REQUIRED_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
 
 
+#: Type 2 identity attributes highdicom reads from evidence; absent ones are added empty.
+_TYPE2_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                   "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _with_empty_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Shallow copy with absent Type 2 identity attributes present and empty (nothing invented)."""
+    missing = [k for k in _TYPE2_IDENTITY if k not in ds]
+    if not missing:
+        return ds
+    out = pydicom.Dataset(ds)
+    out.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+    for k in missing:
+        setattr(out, k, "")
+    return out
+
+
 def _check_source(source: pydicom.Dataset, what: str) -> None:
     for keyword in _REQUIRED_SOURCE_TAGS:
         if not str(source.get(keyword, "") or ""):
@@ -148,7 +165,7 @@ def write_structured_report(
     if source is not None:
         _check_source(source, "Structured Report")
     referenced = source if source is not None else overlay_sc
-    evidence = [ds for ds in (source, overlay_sc) if ds is not None]
+    evidence = [_with_empty_type2(ds) for ds in (source, overlay_sc) if ds is not None]
 
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,

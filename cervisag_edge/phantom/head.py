@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .parts import Part, ellipse, rot
+from .parts import Part, ellipse, rot, smooth_polygon
 from .spine import Vertebra
 
 MU_SOFT = 0.024  # soft tissue, 1/mm at the effective energy
@@ -69,7 +69,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     lm["C1_ANT"] = c1_ant
     parts.append(Part("bone", ellipse=ellipse(c1_ant, 3.6, 5.6, th1), mut=e_tr * 10 + e_c * 1.0, rim_mut=e_c * 3.0, rim_mm=0.6))
     for z in (-26.0, 26.0):
-        parts.append(Part("bone", ellipse=ellipse(l1([[-3.0, 1.5]])[0], 10.5, 7.0, th1), mut=e_tr * 12 + e_c * 0.5, rim_mut=e_c * 1.2, rim_mm=0.5, z_mm=z,
+        parts.append(Part("bone", ellipse=ellipse(l1([[-3.0, 1.5]])[0], 10.5, 7.0, th1), mut=e_tr * 12 + e_c * 0.5, rim_mut=e_c * 0.5, rim_mm=0.5, z_mm=z,
                           tex_angle_rad=th1, tex_amp=dens["tex_amp"], tex_offset=(17.0, 91.0)))
     q = np.array([-27.0, -2.0])
     rt = 3.8
@@ -87,20 +87,22 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
 
     occ_c = np.array(spec.occ_centre_mm)
     ao, bo = spec.occ_axes_mm
-    outer = _arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 80)
-    inner = _arc(occ_c, ao - 7.0, bo - 7.0, spec.occ_tilt_rad, np.deg2rad(72), np.deg2rad(215), 60)[::-1]
+    outer = _arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 32)
+    inner = _arc(occ_c, ao - 7.0, bo - 7.0, spec.occ_tilt_rad, np.deg2rad(72), np.deg2rad(215), 24)[::-1]
     outer_c = ls(outer)
     parts.append(Part("bone", verts=np.vstack([outer_c, ls(inner)]), mut=e_c * 5.0, rim_mut=e_c * 4.0, rim_mm=1.2,
                       tex_angle_rad=ths, tex_amp=0.5 * dens["tex_amp"], tex_offset=(3.0, 5.0)))
     # most caudal point of the occipital squama: exact maximum of y on the (projected) outer ellipse
     fine = ls(_arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 4000))
     lm["MCG_OCC"] = fine[int(np.argmax(fine[:, 1]))]
-    vault_c = ls([[-15.0, -92.0]])[0]
+    vault_c = ls([[-25.0, -140.0]])[0]
     for sgn, grow in ((1.0, 0.0), (-1.0, -6.5)):
-        parts.append(Part("ellipsoid", ellipse=ellipse(vault_c, 96.0 + grow, 74.0 + grow, ths - 0.15), depth_mm=70.0 + grow, mu=sgn * e_c * 0.8))
+        parts.append(Part("ellipsoid", ellipse=ellipse(vault_c, 98.0 + grow, 82.0 + grow, ths - 0.45), depth_mm=70.0 + grow, mu=sgn * e_c * 0.6))
+    # skull base (temporal bones, cranial fossae): a smooth dense mass between vault and atlas
+    parts.append(Part("ellipsoid", ellipse=ellipse(ls([[-4.0, -42.0]])[0], 52.0, 24.0, ths - 0.2), depth_mm=40.0, mu=e_c * 0.22))
     for z in (-48.0, 48.0):  # petrous ridge / mastoid
-        parts.append(Part("bone", ellipse=ellipse(ls([[-12.0, -30.0]])[0], 17.0, 9.0, ths - 0.35), mut=e_c * 7.0, rim_mut=e_c * 2.0, rim_mm=0.8, z_mm=z,
-                          tex_angle_rad=ths, tex_amp=0.6, tex_offset=(40.0 + z, 12.0)))
+        parts.append(Part("bone", ellipse=ellipse(ls([[-12.0, -30.0]])[0], 17.0, 9.0, ths - 0.35), mut=e_c * 6.0, rim_mut=e_c * 1.0, rim_mm=0.8, z_mm=z,
+                          tex_angle_rad=ths, tex_amp=0.2, tex_offset=(40.0 + z, 12.0)))
     parts.append(Part("bone", verts=ls([[6.0, -13.0], [-1.0, -16.0], [18.0, -52.0], [27.0, -50.0]]), mut=e_c * 3.0, rim_mut=e_c * 1.5, rim_mm=0.6))  # clivus
     parts.append(Part("ellipsoid", ellipse=ellipse(ls([[36.0, -48.0]])[0], 12.0, 9.0, ths), depth_mm=11.0, mu=-MU_SOFT))  # sphenoid sinus
     # hard palate: the posterior vertex is MCG_PNS
@@ -109,8 +111,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     pal_c = ls(pal)
     lm["MCG_PNS"] = pal_c[0]
     parts.append(Part("bone", verts=pal_c, mut=e_c * 3.2, rim_mut=e_c * 2.0, rim_mm=0.7))
-    parts.append(Part("bone", verts=ls([[px + 3, py - 1], [px + 4, py - 36], [px + 62, py - 40], [px + 64, py - 2]]), mut=e_c * 1.4, rim_mut=e_c * 0.6, rim_mm=0.5,
-                      tex_angle_rad=ths, tex_amp=0.5, tex_offset=(80.0, 20.0)))  # maxilla
+    parts.append(Part("ellipsoid", ellipse=ellipse(ls([[px + 33, py - 14]])[0], 34.0, 20.0, ths), depth_mm=26.0, mu=e_c * 0.22))  # maxilla
     for z in (-30.0, 30.0):
         parts.append(Part("ellipsoid", ellipse=ellipse(ls([[px + 30, py - 17]])[0], 15.0, 11.0, ths), depth_mm=13.0, mu=-MU_SOFT, z_mm=z))  # maxillary sinus
     parts.append(Part("slab", verts=ls([[px + 2, py - 3], [px + 6, py - 26], [px + 50, py - 28], [px + 52, py - 5]]), depth_mm=18.0, round_mm=6.0, mu=-0.6 * MU_SOFT))  # nasal cavity
@@ -122,14 +123,14 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
 
     for z in (-24.0, 24.0):  # teeth
         for t in range(6):
-            parts.append(Part("bone", ellipse=ellipse(ls([[px + 14 + 5.8 * t, py + 10.0]])[0], 2.9, 8.5, ths + 0.1), mut=e_c * 4.0, rim_mut=e_c * 2.5, rim_mm=0.8, z_mm=z))
-            parts.append(Part("bone", ellipse=ellipse(lmand([[px + 15 + 5.8 * t, py + 27.0]])[0], 2.9, 8.5, ths - 0.1), mut=e_c * 4.0, rim_mut=e_c * 2.5, rim_mm=0.8, z_mm=z))
+            parts.append(Part("bone", ellipse=ellipse(ls([[px + 16 + 4.2 * t, py + 8.5]])[0], 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            parts.append(Part("bone", ellipse=ellipse(lmand([[px + 17 + 4.2 * t, py + 24.0]])[0], 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
     mand = np.array([[17.0, -24.0], [11.0, -19.0], [13.0, 5.0], [16.0, 30.0], [23.0, 40.0], [60.0, 48.0], [92.0, 54.0], [99.0, 44.0], [97.0, 30.0],
                      [80.0, 30.0], [46.0, 28.0], [38.0, 18.0], [36.0, -6.0], [30.0, -2.0], [24.0, -12.0], [21.0, -21.0]])
     mand[:, 0] += px - 32.0
     for z in (-46.0, 46.0):
-        parts.append(Part("bone", verts=lmand(mand), mut=e_c * 2.0 + e_tr * 6, rim_mut=e_c * 3.5, rim_mm=1.0, z_mm=z,
-                          tex_angle_rad=ths, tex_amp=0.4, tex_offset=(5.0, 60.0 + z)))
+        parts.append(Part("bone", verts=lmand(smooth_polygon(mand, 2)), mut=e_c * 1.6 + e_tr * 5, rim_mut=e_c * 3.5, rim_mm=1.0, z_mm=z,
+                          tex_angle_rad=ths, tex_amp=0.15, tex_offset=(5.0, 60.0 + z)))
     if spec.earrings:
         for z in (-70.0, 70.0):
             c = ls([[-6.0, 6.0]])[0]
@@ -157,10 +158,11 @@ def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.nda
         p_wall = 0.5 * (v.corners[1] + v.corners[2])
         fwd = r @ np.array([1.0, 0.0])
         post.append(p_wall - fwd * (17.0 + (48.0 + 4.0 * k) * s))
-        ant.append(a_wall + fwd * ((40.0 + 2.5 * k) * s))
         pv = prevert[k] * spec.prevert_scale
+        air_front = pv + width[k] * spec.airway_scale
+        ant.append(a_wall + fwd * max((46.0 + 3.0 * k) * s, air_front + 30.0))  # the skin stays in front of the airway
         air_p.append(a_wall + fwd * pv)
-        air_a.append(a_wall + fwd * (pv + width[k] * spec.airway_scale))
+        air_a.append(a_wall + fwd * air_front)
     t1 = spine[-1]
     down = rot(t1.theta_rad) @ np.array([0.0, 1.0])
     fwd = rot(t1.theta_rad) @ np.array([1.0, 0.0])
@@ -171,13 +173,18 @@ def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.nda
                         [lm["MCG_PNS"] + np.array([0.0, 6.0])], [lm["MCG_PNS"] + np.array([2.0, -6.0])]])
     soft = [Part("slab", verts=airway, depth_mm=24.0 * spec.airway_scale, round_mm=6.0, mu=-MU_SOFT, tag="airway")]
     head_back = occ_outer[::-1] + (occ_outer[::-1] - occ_outer.mean(axis=0)) * 0.12
+    # keep the outline simple (no self-intersection) when the occiput comes down in extension
+    head_back = head_back[(head_back[:, 1] < post[0][1] - 12.0) & (head_back[:, 0] < post[0][0] + 25.0)]
+    # the anterior neck line meets the chin; points above the chin would fold the outline
+    chin = ls([[88.0, 66.0]])[0]
+    front = [p for p in ant[::-1][:-1] if p[1] > chin[1] + 5.0] or [ant[-1]]
     outline = np.vstack([
         ls([[-60.0, -170.0]]), head_back[::6], post, [post[-1] - fwd * 10 + down * 60, post[-1] - fwd * 30 + down * 250],
-        [ant[-1] + fwd * 40 + down * 250, ant[-1] + fwd * 15 + down * 60], ant[::-1][:-1],
-        [ant[1] + np.array([8.0, -22.0])], ls([[60.0, 70.0], [105.0, 64.0], [118.0, 30.0], [132.0, -30.0], [120.0, -90.0], [60.0, -170.0]]),
+        [ant[-1] + fwd * 40 + down * 250, ant[-1] + fwd * 15 + down * 60], front,
+        ls([[88.0, 66.0], [105.0, 64.0], [118.0, 30.0], [132.0, -30.0], [120.0, -90.0], [60.0, -170.0]]),
     ])
     soft.append(Part("slab", verts=outline, depth_mm=112.0 * s, round_mm=35.0, mu=MU_SOFT, coarse=True, tag="neck"))
-    soft.append(Part("ellipsoid", ellipse=ellipse(ls([[-5.0, -85.0]])[0], 110.0, 100.0, 0.0), depth_mm=22.0, mu=MU_SOFT, coarse=True, tag="head"))
+    soft.append(Part("ellipsoid", ellipse=ellipse(ls([[-5.0, -110.0]])[0], 110.0, 100.0, 0.0), depth_mm=22.0, mu=MU_SOFT, coarse=True, tag="head"))
     return soft
 
 
@@ -189,8 +196,8 @@ def _shoulders(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float]) ->
     out = []
     for j, z in enumerate((-165.0, 165.0)):
         top = c2.centre + step * spec.shoulder_top[j] + np.array([spec.shoulder_dx_mm[j] - 12.0, 0.0])
-        out.append(Part("ellipsoid", ellipse=ellipse(top + np.array([0.0, 72.0]), 80.0, 72.0, -0.12), depth_mm=58.0, mu=MU_SOFT, z_mm=z, coarse=True, tag="shoulder"))
-        out.append(Part("bone", ellipse=ellipse(top + np.array([-8.0, 38.0]), 23.0, 24.0, 0.0), mut=e_tr * 35, rim_mut=e_c * 3.0, rim_mm=1.0, z_mm=z,
+        out.append(Part("ellipsoid", ellipse=ellipse(top + np.array([0.0, 95.0]), 75.0, 95.0, -0.12), depth_mm=50.0, mu=MU_SOFT, z_mm=z, coarse=True, tag="shoulder"))
+        out.append(Part("bone", ellipse=ellipse(top + np.array([-8.0, 48.0]), 22.0, 23.0, 0.0), mut=e_tr * 20, rim_mut=e_c * 1.5, rim_mm=1.0, z_mm=z,
                         tex_angle_rad=0.0, tex_amp=dens["tex_amp"], tex_offset=(50.0, 50.0 + z)))
         a = top + np.array([-30.0, 14.0])
         b = top + np.array([70.0, 46.0])

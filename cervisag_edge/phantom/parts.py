@@ -37,12 +37,23 @@ class Part:
     tex_offset: tuple[float, float] = (0.0, 0.0)
     coarse: bool = False
     tag: str = field(default="")
+    shade_mm: float = 0.0
+    shade_depth: float = 0.0
 
 
 def ellipse(centre: tuple[float, float] | np.ndarray, a: float, b: float, angle_rad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centre, axis_u, axis_v) of an ellipse with semi-axes a (along angle) and b."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)
     return np.asarray(centre, dtype=np.float64), np.array([a * c, a * s]), np.array([-b * s, b * c])
+
+
+def smooth_polygon(verts: np.ndarray, iterations: int = 2) -> np.ndarray:
+    """Chaikin corner cutting of a closed polygon (N, 2) -> (N * 2**iterations, 2)."""
+    v = np.asarray(verts, dtype=np.float64)
+    for _ in range(iterations):
+        nxt = np.roll(v, -1, axis=0)
+        v = np.stack([0.75 * v + 0.25 * nxt, 0.25 * v + 0.75 * nxt], axis=1).reshape(-1, 2)
+    return v
 
 
 def rot(theta_rad: float) -> np.ndarray:
@@ -102,7 +113,8 @@ def to_primitive(part: Part, place: Placement, tile: np.ndarray | None, tile_mm:
             origin_img = place.points(place.pivot[None, :], z)[0]
             off = np.array(part.tex_offset) - a2 @ origin_img + r @ place.pivot
             tex = Texture(tile=tile, affine=np.hstack([a2, off[:, None]]), amplitude=part.tex_amp)
-        return Bone(mut=part.mut, rim_mut=part.rim_mut, rim_mm=part.rim_mm, verts=verts, ellipse=ell, texture=tex)
+        return Bone(mut=part.mut, rim_mut=part.rim_mut, rim_mm=part.rim_mm, verts=verts, ellipse=ell, texture=tex,
+                    shade_mm=part.shade_mm, shade_depth=part.shade_depth)
     if part.kind == "ellipsoid":
         c, u, v = ell  # type: ignore[misc]
         return Ellipsoid(centre=c, axis_u=u, axis_v=v, depth_mm=part.depth_mm, mu=part.mu)

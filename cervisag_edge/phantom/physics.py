@@ -59,28 +59,52 @@ def form_image(mut: np.ndarray, grid: Grid, exp: Exposure, rng: np.random.Genera
     n_pix = exp.fluence_per_mm2 * area_det
     ys = ((np.arange(h, dtype=np.float32) + 0.5) * sr - 0.5 * h * sr)[:, None] / 100.0
     xs = ((np.arange(w, dtype=np.float32) + 0.5) * sc - 0.5 * w * sc)[None, :] / 100.0
-    field = np.float32(n_pix) * (np.float32(1.0) + np.float32(exp.heel[0]) * xs + np.float32(exp.heel[1]) * ys)
-    primary = field * np.exp(-mut)
-    scatter = _lowpass(primary, grid, exp.scatter_sigma_mm, max(2.0, exp.scatter_sigma_mm / 6.0)) * np.float32(exp.scatter_fraction)
-    expected = primary + scatter
-    noise_sd = np.sqrt(expected + np.float32(exp.electronic_noise**2 * area_det))
-    quanta = expected + noise_sd * rng.standard_normal((h, w), dtype=np.float32)
+    # in-place float32 arithmetic (each step is the same IEEE operation as the plain expression)
+    f32 = np.float32
+    field = f32(1.0) + f32(exp.heel[0]) * xs + f32(exp.heel[1]) * ys
+    field *= f32(n_pix)
+    primary = np.negative(mut)
+    np.exp(primary, out=primary)
+    primary *= field
+    scatter = _lowpass(primary, grid, exp.scatter_sigma_mm, max(2.0, exp.scatter_sigma_mm / 6.0))
+    scatter *= f32(exp.scatter_fraction)
+    expected = primary
+    expected += scatter
+    noise_sd = np.add(expected, f32(exp.electronic_noise**2 * area_det), out=scatter)
+    np.sqrt(noise_sd, out=noise_sd)
+    quanta = rng.standard_normal((h, w), dtype=np.float32)
+    quanta *= noise_sd
+    quanta += expected
     sig_px_y = exp.blur_sigma_mm / sr
     sig_px_x = exp.blur_sigma_mm / sc
     if max(sig_px_x, sig_px_y) > 0.15:
         quanta = cv2.GaussianBlur(quanta, (0, 0), sigmaX=sig_px_x, sigmaY=sig_px_y, borderType=cv2.BORDER_REFLECT)
-    gain = np.float32(1.0) + np.float32(exp.gain_ripple) * (np.cos(np.float32(2.2) * xs + np.float32(exp.gain_phase[0])) * np.cos(np.float32(1.7) * ys + np.float32(exp.gain_phase[1])))
-    signal = np.maximum(quanta * gain, np.float32(0.5))
-    logx = -np.log(signal / np.float32(n_pix))
-    if exp.eq_strength > 0:
-        logx = logx + np.float32(exp.eq_strength) * (logx - _lowpass(logx, grid, exp.eq_sigma_mm, max(1.0, exp.eq_sigma_mm / 5.0)))
+    gain = np.multiply(np.cos(f32(2.2) * xs + f32(exp.gain_phase[0])), np.cos(f32(1.7) * ys + f32(exp.gain_phase[1])), out=field)
+    gain *= f32(exp.gain_ripple)
+    gain += f32(1.0)
+    quanta *= gain
+    logx = np.maximum(quanta, f32(0.5), out=quanta)
+    logx /= f32(n_pix)
+    np.log(logx, out=logx)
+    np.negative(logx, out=logx)
+    if exp.eq_strength > 0:  # dynamic-range compression: attenuate the large-scale component
+        low = _lowpass(logx, grid, exp.eq_sigma_mm, max(1.0, exp.eq_sigma_mm / 5.0))
+        low -= f32(3.0)
+        low *= f32(exp.eq_strength)
+        logx -= low
     if exp.sharpen > 0:
         s_px_y, s_px_x = 1.0 / sr, 1.0 / sc
         blurred = cv2.GaussianBlur(logx, (0, 0), sigmaX=s_px_x, sigmaY=s_px_y, borderType=cv2.BORDER_REFLECT)
-        logx = logx + np.float32(exp.sharpen) * (logx - blurred)
-    mid = np.float32(3.0)
-    fw = np.float32(exp.film_width)
-    return (mid + fw * np.tanh((logx - mid) / fw)).astype(np.float32)
+        np.subtract(logx, blurred, out=blurred)
+        blurred *= f32(exp.sharpen)
+        logx += blurred
+    fw = f32(exp.film_width)
+    logx -= f32(3.0)
+    logx /= fw
+    np.tanh(logx, out=logx)
+    logx *= fw
+    logx += f32(3.0)
+    return logx
 
 
 def quantise(resp: np.ndarray, bits_stored: int, invert: bool) -> np.ndarray:

@@ -50,31 +50,75 @@ def polygon_sdf(xs: np.ndarray, ys: np.ndarray, verts: np.ndarray) -> np.ndarray
 
     ``xs`` (1, w), ``ys`` (h, 1), ``verts`` (N, 2) in mm; returns (h, w) float32.
     """
-    v = np.asarray(verts, dtype=np.float64)
     h, w = ys.shape[0], xs.shape[1]
-    best = np.full((h, w), np.inf, dtype=np.float32)
-    inside = np.zeros((h, w), dtype=bool)
-    n = len(v)
-    for k in range(n):
-        ax, ay = v[k]
-        bx, by = v[(k + 1) % n]
-        ex, ey = bx - ax, by - ay
-        ee = ex * ex + ey * ey
-        wx = xs - np.float32(ax)
-        wy = ys - np.float32(ay)
-        if ee > 0:
-            t = np.clip((wx * np.float32(ex) + wy * np.float32(ey)) * np.float32(1.0 / ee), 0.0, 1.0)
-            dx = wx - t * np.float32(ex)
-            dy = wy - t * np.float32(ey)
+    px = np.broadcast_to(xs, (h, w)).reshape(-1)
+    py = np.broadcast_to(ys, (h, w)).reshape(-1)
+    return points_sdf(px, py, verts).reshape(h, w)
+
+
+def points_sdf(px: np.ndarray, py: np.ndarray, verts: np.ndarray, max_dist: float | None = None) -> np.ndarray:
+    """Signed distance (mm, positive inside) of points (P,) x, (P,) y to a polygon (N, 2);
+    exact (distance to the nearest edge, inside by crossing parity), vectorised over edges.
+
+    With ``max_dist`` (every point is known to lie within it of the outline), each chunk of
+    points only considers the edges whose y-range comes that close: the nearest edge and all
+    edges crossing the points' rows are among them, so the result is unchanged.
+    """
+    v = np.asarray(verts, dtype=np.float64)
+    a = v.astype(np.float32)
+    e = (np.roll(v, -1, axis=0) - v)
+    ee = (e * e).sum(axis=1)
+    inv_ee = np.where(ee > 0, 1.0 / np.maximum(ee, 1e-30), 0.0).astype(np.float32)
+    ey = e[:, 1]
+    slope = np.where(ey != 0, e[:, 0] / np.where(ey != 0, ey, 1.0), 0.0).astype(np.float32)
+    e = e.astype(np.float32)
+    b_y = a[:, 1] + e[:, 1]
+    lo_y = np.minimum(a[:, 1], b_y)
+    hi_y = np.maximum(a[:, 1], b_y)
+    n_pts = px.shape[0]
+    out = np.empty(n_pts, dtype=np.float32)
+    chunk = max(1, 262144 // len(v)) if max_dist is None else 2048
+    for s0 in range(0, n_pts, chunk):
+        qx = px[s0:s0 + chunk, None]
+        qy = py[s0:s0 + chunk, None]
+        if max_dist is None:
+            ea, ee_, ie, sl, by = a, e, inv_ee, slope, b_y
         else:
-            dx, dy = wx + 0 * wy, wy + 0 * wx
-        np.minimum(best, dx * dx + dy * dy, out=best)
-        if ay != by:
-            crosses = (ay > ys) != (by > ys)  # (h, 1)
-            xint = np.float32(ax) + (ys - np.float32(ay)) * np.float32(ex / ey)  # (h, 1)
-            inside ^= crosses & (xs < xint)
-    d = np.sqrt(best)
-    return np.where(inside, d, -d)
+            y0, y1 = float(qy.min()) - max_dist, float(qy.max()) + max_dist
+            sel = (hi_y >= y0) & (lo_y <= y1)
+            ea, ee_, ie, sl, by = a[sel], e[sel], inv_ee[sel], slope[sel], b_y[sel]
+        wx = qx - ea[:, 0]
+        wy = qy - ea[:, 1]
+        t = np.clip((wx * ee_[:, 0] + wy * ee_[:, 1]) * ie, 0.0, 1.0)
+        dx = wx - t * ee_[:, 0]
+        dy = wy - t * ee_[:, 1]
+        d2 = (dx * dx + dy * dy).min(axis=1)
+        crosses = (ea[:, 1] > qy) != (by > qy)
+        left = qx < ea[:, 0] + wy * sl
+        inside = (np.count_nonzero(crosses & left, axis=1) & 1).astype(bool)
+        d = np.sqrt(d2)
+        out[s0:s0 + chunk] = np.where(inside, d, -d)
+    return out
+
+
+def banded_sdf(rs: slice, cs: slice, xs: np.ndarray, ys: np.ndarray, verts: np.ndarray, grid: Grid, band_mm: float) -> np.ndarray:
+    """Polygon signed distance (h, w) float32 on a grid window, exact only within ``band_mm``
+    of the outline; elsewhere +/- a large value from a scanline fill (used for coverage and
+    rim bands, which only need the distance near the outline)."""
+    sr, sc = grid.spacing_mm
+    h, w = ys.shape[0], xs.shape[1]
+    vpx = np.column_stack([np.asarray(verts)[:, 0] / sc - 0.5 - cs.start, np.asarray(verts)[:, 1] / sr - 0.5 - rs.start])
+    pts = np.round(vpx * 16.0).astype(np.int32).reshape(-1, 1, 2)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    band = np.zeros((h, w), dtype=np.uint8)
+    thick = 2 * int(np.ceil(band_mm / min(sr, sc))) + 1
+    cv2.polylines(band, [pts], True, 1, thickness=thick, lineType=cv2.LINE_8, shift=4)
+    d = np.where(mask > 0, np.float32(1e3), np.float32(-1e3)).astype(np.float32)
+    ii, jj = np.nonzero(band)
+    if ii.size:
+        d[ii, jj] = points_sdf(xs[0, jj], ys[ii, 0], verts, max_dist=(thick + 4) * max(sr, sc))
+    return d
 
 
 def ellipse_coords(xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, axis_u: np.ndarray, axis_v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +164,8 @@ class Bone:
     verts: np.ndarray | None = None
     ellipse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     texture: Texture | None = None
+    shade_mm: float = 0.0  # interior darkens by ``shade_depth`` towards the outline over this depth
+    shade_depth: float = 0.0
 
     def bounds(self) -> tuple[float, float, float, float]:
         if self.verts is not None:
@@ -138,15 +184,26 @@ class Bone:
             return
         rs, cs, xs, ys = win
         if self.verts is not None:
-            d = polygon_sdf(xs, ys, self.verts)
+            d = banded_sdf(rs, cs, xs, ys, self.verts, grid, self.rim_mm + 1.0 * grid.pixel_mm)
+            if self.shade_mm > 0 and self.shade_depth > 0:
+                # rounded walls: the path through the bone shortens towards the outline
+                inside = (d > 0).astype(np.uint8)
+                deep = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) * np.float32(grid.pixel_mm)
+                deep = np.where(np.abs(d) < 1e2, np.maximum(d, 0.0), deep)
+                shade = np.float32(1.0) - np.float32(self.shade_depth) * (np.float32(1.0) - np.sqrt(np.clip(deep * np.float32(1.0 / self.shade_mm), 0.0, 1.0)))
+            else:
+                shade = None
         else:
             c, u, w = self.ellipse  # type: ignore[misc]
             _, d, _ = ellipse_coords(xs, ys, c, u, w)
+            shade = None
         inv_pix = np.float32(1.0 / grid.pixel_mm)
         cov = np.clip(d * inv_pix + np.float32(0.5), 0.0, 1.0)
         val = cov * np.float32(self.mut)
         if self.texture is not None and self.texture.amplitude > 0:
             val *= np.float32(1.0) + np.float32(self.texture.amplitude) * _sample_texture(self.texture, xs, ys, grid, cache)
+        if shade is not None:
+            val *= shade
         if self.rim_mut != 0.0 and self.rim_mm > 0:
             inner = np.clip((d - np.float32(self.rim_mm)) * inv_pix + np.float32(0.5), 0.0, 1.0)
             val += (cov - inner) * np.float32(self.rim_mut)
@@ -210,7 +267,17 @@ class RoundSlab:
         if win is None:
             return
         rs, cs, xs, ys = win
-        d = polygon_sdf(xs, ys, v)
+        sr, sc = grid.spacing_mm
+        h, w = ys.shape[0], xs.shape[1]
+        vpx = np.column_stack([v[:, 0] / sc - 0.5 - cs.start, v[:, 1] / sr - 0.5 - rs.start])
+        mask = np.zeros((h + 2, w + 2), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round((vpx + 1.0) * 16.0).astype(np.int32).reshape(-1, 1, 2)], 1, lineType=cv2.LINE_8, shift=4)
+        d = (cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1] - np.float32(0.5)) * np.float32(grid.pixel_mm)
+        band = np.zeros((h + 2, w + 2), dtype=np.uint8)  # exact distance near the outline: no staircase
+        cv2.polylines(band, [np.round((vpx + 1.0) * 16.0).astype(np.int32).reshape(-1, 1, 2)], True, 1, thickness=7, lineType=cv2.LINE_8, shift=4)
+        ii, jj = np.nonzero(band[1:-1, 1:-1])
+        if ii.size:
+            d[ii, jj] = np.maximum(points_sdf(xs[0, jj], ys[ii, 0], v, max_dist=8.0 * max(sr, sc)), 0.0)
         g = np.clip(d * np.float32(1.0 / self.round_mm), 0.0, 1.0)
         chord = np.sqrt(g * (np.float32(2.0) - g))
         out[rs, cs] += chord * np.float32(self.depth_mm * self.mu)

@@ -42,6 +42,9 @@ class Phantom:
     variant: str
     seed: int
     index: int
+    facing: str = "right"  # direction the patient faces in the image ("right": anterior = +x)
+    source_image_distance_mm: float = 1650.0
+    source_object_distance_mm: float = 1500.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -81,12 +84,12 @@ def _marker_mut(scene: Scene, grid: Grid) -> np.ndarray | None:
     x0, y0 = x_mm / sc, y_mm / sr
     half = 0.75 * h_mm / sc
     cv2.rectangle(plate, (int(round(x0 - half)), int(round(y0 - half))), (int(round(x0 + half)), int(round(y0 + half))), 0.15, thickness=-1)
-    letter_img = np.zeros_like(plate)
+    letter_img = np.zeros((hh, ww), dtype=np.uint8)
     scale = (h_mm / sr) / 22.0
     thick = max(1, int(round(scale * 2.5)))
     (tw, th), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    cv2.putText(letter_img, letter, (int(round(x0 - tw / 2)), int(round(y0 + th / 2))), cv2.FONT_HERSHEY_SIMPLEX, scale, 1.0, thick, cv2.LINE_AA)
-    return plate + letter_img * np.float32(4.0)
+    cv2.putText(letter_img, letter, (int(round(x0 - tw / 2)), int(round(y0 + th / 2))), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    return plate + letter_img.astype(np.float32) * np.float32(4.0 / 255.0)
 
 
 def _collimation(scene: Scene, grid: Grid) -> np.ndarray | None:
@@ -131,6 +134,9 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
     grid = Grid((h, w), (sp * h_full / h, sp * w_full / w))
     fine, coarse = line_integrals(scene, grid)
     mut = fine + coarse
+    # air "cavities" (airway, sinuses) subtract tissue; where one pokes out of the body the path
+    # length of tissue is zero, never negative
+    np.maximum(mut, np.float32(0.0), out=mut)
     for extra in (_marker_mut(scene, grid), _collimation(scene, grid)):
         if extra is not None:
             mut += extra
@@ -162,7 +168,14 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
         stored=stored, display=display.astype(np.float32), landmarks_px=lm_px, visibility=vis, pixel_spacing_mm=(sr, sc),
         imager_pixel_spacing_mm=(sr * exp.magnification, sc * exp.magnification), magnification=exp.magnification,
         photometric=scene.photometric, bits_stored=exp.bits_stored, rescale_slope=slope, rescale_intercept=intercept,
-        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index))
+        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index),
+        facing=_facing(scene), source_image_distance_mm=scene.placement.sod_mm * exp.magnification,
+        source_object_distance_mm=scene.placement.sod_mm)
+
+
+def _facing(scene: Scene) -> str:
+    anterior = scene.placement.linear @ np.array([1.0, 0.0])
+    return "right" if anterior[0] >= 0 else "left"
 
 
 def render_phantom(seed: int, index: int, *, out_long_side: int | None = None, size: tuple[int, int] | None = None, variant: str | None = None) -> Phantom:

@@ -5,15 +5,15 @@ the anatomy identical whatever size or resolution is requested.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
+from ..landmarks import LANDMARK_NAMES
 from .head import HeadSpec, build_head
 from .parts import Part, Placement, rot
 from .physics import Exposure
-from .spine import LEVELS, SpineSpec, build_chain, vertebra_parts
+from .spine import SpineSpec, build_chain, vertebra_parts
 
 #: Named variants; ``variant=None`` draws one so that any len(VARIANTS) consecutive indices cover all.
 VARIANTS: tuple[str, ...] = (
@@ -94,7 +94,7 @@ def _spine_spec(rng: np.random.Generator, variant: str) -> tuple[SpineSpec, dict
         spinous_mm=np.array([20.0, 13.0, 13.0, 15.0, 19.0, 27.0, 26.0]) * s * rng.uniform(0.85, 1.15, 7),
         spinous_angle_rad=np.array([0.35, 0.45, 0.45, 0.4, 0.35, 0.3, 0.35]) + rng.normal(0, 0.08, 7),
         osteophyte_mm=osteo, sclerosis=scl)
-    dens = {"trab": _u(rng, 0.011, 0.019), "cort": _u(rng, 0.055, 0.08), "tex_amp": _u(rng, 0.2, 0.4)}
+    dens = {"trab": _u(rng, 0.015, 0.025), "cort": _u(rng, 0.055, 0.08), "tex_amp": _u(rng, 0.12, 0.25)}
     return spec, dens, s
 
 
@@ -120,8 +120,8 @@ def _texture(rng: np.random.Generator, n: int = 256) -> np.ndarray:
     import cv2
 
     white = rng.standard_normal((n, n), dtype=np.float32)
-    rods = cv2.GaussianBlur(white, (0, 0), sigmaX=1.4, sigmaY=4.5, borderType=cv2.BORDER_WRAP if False else cv2.BORDER_REFLECT_101)
-    plates = cv2.GaussianBlur(white, (0, 0), sigmaX=3.0, sigmaY=1.2, borderType=cv2.BORDER_REFLECT_101)
+    rods = cv2.GaussianBlur(white, (0, 0), sigmaX=1.0, sigmaY=3.2, borderType=cv2.BORDER_REFLECT_101)
+    plates = cv2.GaussianBlur(white, (0, 0), sigmaX=2.4, sigmaY=0.9, borderType=cv2.BORDER_REFLECT_101)
     fine = cv2.GaussianBlur(white, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
     t = rods / rods.std() + 0.5 * plates / plates.std() + 0.4 * fine / fine.std()
     t = np.tanh(1.2 * (t - t.mean()) / t.std())
@@ -142,6 +142,11 @@ def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: st
     w, h = int(size[0]), int(size[1])
     ra = stream(seed, index, "anatomy")
     spec, dens, _ = _spine_spec(ra, variant)
+    # orient the column: the C7->C2 centre line leans forward by a few degrees
+    trial = build_chain(spec)
+    axis = trial[0].centre - trial[5].centre
+    lean = np.deg2rad(float(np.clip(ra.normal(4.0, 6.0), -12.0, 20.0)))
+    spec = replace(spec, theta_t1_rad=spec.theta_t1_rad + lean - float(np.arctan2(axis[0], -axis[1])))
     spine = build_chain(spec)
     hs = _head_spec(ra, variant, spine[0].theta_rad)
     parts: list[Part] = []
@@ -193,7 +198,7 @@ def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: st
         fluence_per_mm2=fluence, magnification=mag, scatter_fraction=_u(re, 0.3, 1.2), scatter_sigma_mm=_u(re, 25.0, 60.0),
         blur_sigma_mm=float(np.hypot(det, focal) / mag), heel=(float(re.normal(0, 0.03)), float(re.normal(0, 0.03))),
         gain_ripple=_u(re, 0.0, 0.01), gain_phase=(_u(re, 0, 6.28), _u(re, 0, 6.28)), electronic_noise=_u(re, 2.0, 8.0),
-        eq_strength=_u(re, 0.0, 0.8), eq_sigma_mm=_u(re, 6.0, 20.0), sharpen=_u(re, 0.0, 0.7),
+        eq_strength=_u(re, 0.3, 0.75), eq_sigma_mm=_u(re, 8.0, 25.0), sharpen=_u(re, 0.0, 0.7),
         film_width=_u(re, 1.5, 4.0) if re.random() < 0.5 else 50.0, bits_stored=int(re.choice([12, 12, 14, 15, 16])))
     photometric = "MONOCHROME1" if re.random() < 0.3 else "MONOCHROME2"
     rescale = [(1.0, 0.0), (1.0, 0.0), (0.5, 0.0), (2.0, -1024.0)][int(re.integers(0, 4))]
@@ -222,4 +227,4 @@ def shoulder_chord_mm(scene: Scene, pts_mm: np.ndarray) -> np.ndarray:
     return total
 
 
-__all__ = ["VARIANTS", "Scene", "build_scene", "pick_variant", "shoulder_chord_mm", "stream", "LEVELS", "NUM_LANDMARKS"]
+__all__ = ["VARIANTS", "Scene", "build_scene", "pick_variant", "shoulder_chord_mm", "stream"]

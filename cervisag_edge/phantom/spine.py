@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .parts import Part, rot
+from .parts import Part, rot, smooth_polygon
 
 LEVELS: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6", "C7", "T1")
 
@@ -61,7 +61,7 @@ def _curve(a: np.ndarray, b: np.ndarray, inward: np.ndarray, sag_mm: float, n: i
     return a + t * (b - a) + bow * sag_mm * inward
 
 
-def body_outline(depth: float, ha: float, hp: float, cs: float, ci: float, cw: float, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def body_outline(depth: float, ha: float, hp: float, cs: float, ci: float, cw: float, n: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """Local corners (4, 2) AS, PS, PI, AI and outline (4n, 2) of a vertebral body."""
     a_s = np.array([depth / 2, -ha / 2])
     p_s = np.array([-depth / 2, -hp / 2])
@@ -141,10 +141,11 @@ def vertebra_parts(v: Vertebra, k: int, spec: SpineSpec, dens: dict[str, float],
     r = rot(v.theta_rad)
     lat = 15.0 + 1.5 * k if k < 6 else 24.0  # lateral body width (mm) along the beam
     scl = float(spec.sclerosis[k])
-    parts = [Part("bone", verts=v.outline, mut=e_tr * lat + 2 * 0.5 * e_c, rim_mut=e_c * (3.2 + 2.0 * scl), rim_mm=0.55 + 0.35 * scl,
-                  tex_angle_rad=v.theta_rad, tex_amp=amp, tex_offset=(float(rng.uniform(0, 200)), float(rng.uniform(0, 200))), tag=f"{v.name}_body")]
+    parts = [Part("bone", verts=v.outline, mut=e_tr * lat + 2 * 0.5 * e_c, rim_mut=e_c * (4.2 + 2.0 * scl), rim_mm=0.55 + 0.35 * scl,
+                  tex_angle_rad=v.theta_rad, tex_amp=amp, tex_offset=(float(rng.uniform(0, 200)), float(rng.uniform(0, 200))), tag=f"{v.name}_body",
+                  shade_mm=4.0, shade_depth=0.45)]
     d = v.depth_mm
-    ha, hp = spec.h_ant_mm[k], spec.h_post_mm[k]
+    hp = spec.h_post_mm[k]
     ys, yi = -0.5 * hp, 0.5 * hp
     xw = -0.5 * d
     big = 1.35 if k == 0 else (1.15 if k >= 5 else 1.0)
@@ -160,9 +161,12 @@ def vertebra_parts(v: Vertebra, k: int, spec: SpineSpec, dens: dict[str, float],
         parts.append(Part("bone", verts=local([(xw + 0.5, ys + 1.5), (xw - 6 * big, ys + 1.5), (xw - 6 * big, ys + 6.0), (xw + 0.5, ys + 6.0)]),
                           mut=e_c * 1.6, rim_mut=e_c * 0.8, rim_mm=0.5, z_mm=z))
         px0, px1 = xw - 3.0, xw - 13.5 * big
-        parts.append(Part("bone", verts=local([(px0, ys - 2.5), (px1, ys + 4.0), (px1, yi + 3.5), (px0, yi - 3.0)]),
+        g_up = 0.5 * float(spec.disc_mm[k - 1]) - 0.7 if k > 0 else 1.0  # facet joint gaps ~1.4 mm
+        g_dn = 0.5 * float(spec.disc_mm[k]) - 0.7 if k < 6 else 1.0
+        parts.append(Part("bone", verts=local([(px0, ys - 2.5 - g_up), (px1, ys + 4.0 - g_up), (px1, yi + 3.5 + g_dn), (px0, yi - 3.0 + g_dn)]),
                           mut=e_tr * 9.0 + e_c * 0.8, rim_mut=e_c * 1.6, rim_mm=0.5, z_mm=z,
-                          tex_angle_rad=v.theta_rad, tex_amp=amp, tex_offset=(float(rng.uniform(0, 200)), float(rng.uniform(0, 200)))))
+                          tex_angle_rad=v.theta_rad, tex_amp=amp, tex_offset=(float(rng.uniform(0, 200)), float(rng.uniform(0, 200))),
+                          shade_mm=3.0, shade_depth=0.4))
         if k > 0:  # uncinate process: rises above the posterior half of the superior endplate
             u0 = v.corners[1] + r @ np.array([2.6, 0.0])
             parts.append(Part("bone", verts=np.vstack([u0, u0 + r @ np.array([0.8, -2.2]), u0 + r @ np.array([4.0, -2.0]),
@@ -181,7 +185,7 @@ def vertebra_parts(v: Vertebra, k: int, spec: SpineSpec, dens: dict[str, float],
     tip_h = 4.0 * big
     tip = 0.5 * (base_top + base_bot) + dirv * ls
     sp = [base_top, tip + nrm * tip_h * 0.6, tip + dirv * 1.5, tip - nrm * tip_h * 0.6, base_bot]
-    parts.append(Part("bone", verts=local(sp), mut=e_c * 1.7 + e_tr * 4.0, rim_mut=e_c * 1.2, rim_mm=0.6,
+    parts.append(Part("bone", verts=local(smooth_polygon(np.asarray(sp), 2)), mut=e_c * 1.7 + e_tr * 4.0, rim_mut=e_c * 1.2, rim_mm=0.6,
                       tex_angle_rad=v.theta_rad + ga, tex_amp=amp, tex_offset=(float(rng.uniform(0, 200)), 0.0)))
     # anterior corner osteophytes (spurs start >= 1.3 mm from the corner so the corner edges stay clean)
     for j, (ci, sgn) in enumerate(((0, -1.0), (3, 1.0))):

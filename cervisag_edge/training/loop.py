@@ -167,7 +167,7 @@ def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_di
             loss.backward()
             opt.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % 20 == 0:
                 logger.info("step %d  %.1f min  lr %.2e  loss %.4f", step, (time.monotonic() - t0) / 60, lr, float(np.mean(losses[-20:])))
             now = time.monotonic()

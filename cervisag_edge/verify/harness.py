@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing as mp
+import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -137,7 +138,8 @@ def run_measurements(
 
     The Measurer is built once in this process first, so that a missing model or backend raises
     here (``ModelError``/``BackendUnavailableError``) instead of failing every image.
-    ``workers > 1`` uses a process pool (forkserver/spawn); ``use_ray`` runs ``max(workers, 1)``
+    ``workers > 1`` uses a process pool (forkserver/spawn) whose Measurers get
+    ``cpu_count // workers`` threads each unless ``spec.threads`` is set; ``use_ray`` runs ``max(workers, 1)``
     Ray actors on the cluster at ``ray_address`` (a local instance when None).
     """
     jobs: list[Job] = [(i, it.path, it.pixel_spacing_mm) for i, it in enumerate(items)]
@@ -152,6 +154,8 @@ def run_measurements(
     if workers <= 1 or total <= 1:
         return _collect((measure_job(measurer, j) for j in jobs), total, progress)
     del measurer
+    if spec.threads is None:  # share the cores between the workers instead of oversubscribing them
+        spec = replace(spec, threads=max(1, (os.cpu_count() or 1) // workers))
     ctx = mp_context()
     with ctx.Pool(processes=min(workers, total), initializer=_init_worker, initargs=(spec,)) as pool:
         return _collect(pool.imap_unordered(_worker_measure, jobs, chunksize=1), total, progress)

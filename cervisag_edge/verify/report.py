@@ -261,8 +261,9 @@ def _overlay(rec: ImageRecord) -> np.ndarray:
     finite = rec.errors_mm[np.isfinite(rec.errors_mm)]
     text = Path(rec.file_name).name + (f"  MRE {finite.mean():.2f} mm" if finite.size else "")
     scale = max(0.5, rgb.shape[1] / 1600)
-    org = (8, top + int(28 * scale) + 4)
-    cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4, cv2.LINE_AA)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    org = (8, top + th + 8)
+    cv2.rectangle(rgb, (4, top + 2), (12 + tw, org[1] + base + 2), (0, 0, 0), -1)
     cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 

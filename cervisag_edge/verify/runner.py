@@ -124,7 +124,7 @@ def verify(
         n_failed = run.metrics["n_failed"]
         if n_failed and not implicit_ok:
             failures.append(f"{prefix}{n_failed} of {run.metrics['n_images']} images failed")
-        failures += [f"{prefix}{c.message()}" for c in run.checks if not c.passed]
+        failures += [f"{prefix}{c.message()} ({thresholds.name})" for c in run.checks if not c.passed]
     for comp in comparisons:
         failures += [f"{comp.label} vs fp32 reference: {m}" for m in comp.failures]
     if baseline is not None:
