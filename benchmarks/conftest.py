@@ -6,7 +6,7 @@ and JPEG 2000 lossless (the physical phantom when installed, else a synthetic ra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ def loaded(dicom_path: Path):
 
 
 @pytest.fixture(scope="session")
-def measurer_for() -> Callable[[str, str], object]:
+def measurer_for() -> Iterator[Callable[[str, str], object]]:
     """``measurer_for(backend, precision)`` → a cached Measurer, or a skip naming why it cannot run."""
     from cervisag_edge.pipeline import Measurer
 

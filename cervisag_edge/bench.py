@@ -28,9 +28,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .preprocess import LetterboxTransform
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +221,8 @@ def resize_numpy(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def letterbox_numpy(image: np.ndarray, input_size: tuple[int, int], pad_value: float = 0.0):
+def letterbox_numpy(image: np.ndarray, input_size: tuple[int, int], pad_value: float = 0.0
+                    ) -> tuple[np.ndarray, "LetterboxTransform"]:
     """numpy twin of :func:`cervisag_edge.preprocess.letterbox` (same geometry and transform).
 
     ``image`` (H, W); ``input_size`` (W_in, H_in). Returns ((H_in, W_in) float32, LetterboxTransform).
@@ -308,11 +312,10 @@ def make_bench_inputs(folder: str | os.PathLike[str], seed: int = 0, j2k: bool =
         render_phantom = write_dicom = None
     if render_phantom is not None and write_dicom is not None:
         ph = render_phantom(seed, 0, size=(BENCH_IMAGE_HW[1], BENCH_IMAGE_HW[0]))
-        out["uncompressed"] = Path(write_dicom(ph, folder / "bench_uncompressed.dcm") or folder / "bench_uncompressed.dcm")
+        out["uncompressed"] = Path(write_dicom(ph, folder / "bench_uncompressed.dcm"))
         if j2k:
             try:
-                p = write_dicom(ph, folder / "bench_j2k.dcm", transfer_syntax=JPEG2000Lossless)
-                out["jpeg2000"] = Path(p or folder / "bench_j2k.dcm")
+                out["jpeg2000"] = Path(write_dicom(ph, folder / "bench_j2k.dcm", transfer_syntax=JPEG2000Lossless))
             except (RuntimeError, ValueError, NotImplementedError, ImportError) as exc:
                 logger.warning("JPEG 2000 benchmark input not written: %s", exc)
         return out

@@ -11,6 +11,7 @@ import pytest
 
 from cervisag_edge import bench
 from cervisag_edge.cli.main import main
+from cervisag_edge.io import ReadLimits
 from cervisag_edge.preprocess import letterbox
 
 
@@ -178,3 +179,34 @@ def test_cli_tiny_run_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert report["floors"]["gflop_per_image"] == pytest.approx(2 * report["model"]["macs_per_image"] / 1e9)
     table = capsys.readouterr().out
     assert table.splitlines()[0].startswith("backend") and "onnxruntime" in table
+
+
+class _FakeMeasurement:
+    def __init__(self, timings: dict) -> None:
+        self.timings_ms = timings
+
+
+class _FakeMeasurer:
+    """Stage times fixed per image, so a batch's times are known sums."""
+
+    limits = ReadLimits()
+    per_image = {"read_ms": 0.0, "preprocess_ms": 1.0, "inference_ms": 10.0, "decode_ms": 0.5, "parameters_ms": 0.25}
+
+    def measure(self, path):
+        return _FakeMeasurement({**self.per_image, "read_ms": 2.0, "total_ms": 13.75})
+
+    def measure_batch(self, images):
+        return [_FakeMeasurement(dict(self.per_image)) for _ in images]
+
+
+def test_time_batches_sums_stage_times_over_the_batch(tmp_path: Path) -> None:
+    dcm = bench.write_bench_dicom(bench.synthetic_radiograph(0, (40, 30)), tmp_path / "s.dcm")
+    run = bench.time_batches(_FakeMeasurer(), str(dcm), batch=4, repeat=3, warmup=1)
+    assert run["inference_ms"] == {"median": 40.0, "p95": 40.0}
+    assert run["preprocess_ms"]["median"] == 4.0 and run["parameters_ms"]["median"] == 1.0
+    assert run["end_to_end_ms"]["median"] >= run["read_ms"]["median"] > 0.0
+    assert run["images_per_s"] == pytest.approx(4000.0 / run["end_to_end_ms"]["median"])
+    one = bench.time_batches(_FakeMeasurer(), str(dcm), batch=1, repeat=2, warmup=0)
+    assert one["read_ms"]["median"] == 2.0 and one["inference_ms"]["median"] == 10.0
+    with pytest.raises(ValueError):
+        bench.time_batches(_FakeMeasurer(), str(dcm), batch=0, repeat=1, warmup=0)

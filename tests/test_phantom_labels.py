@@ -134,7 +134,8 @@ def test_corners_found_in_the_final_noisy_display_image() -> None:
     scene = build_scene(11, 2, SIZE, "standard")
     ph = render_scene(scene, 11, 2)
     grid = Grid(ph.stored.shape, ph.pixel_spacing_mm)
-    lm = ph.landmarks_mm()
+    # image-corner mm frame used by _sample: the centre of pixel j is at (j + 0.5) * spacing
+    lm = (ph.landmarks_px + 0.5) * np.array(ph.pixel_spacing_mm[::-1])
     errs = []
     for v in ("C3", "C4", "C5", "C6"):
         a_s, p_s, p_i, a_i = vertebra_corner_indices(v)

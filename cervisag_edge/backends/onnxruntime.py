@@ -61,6 +61,9 @@ class OnnxRuntimeBackend(Backend):
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # idle intra-op threads must not spin after a run: on a 2-core console they would starve
+        # the next study's DICOM decode and preprocessing
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = resolve_providers(providers, ort.get_available_providers())
         path = manifest.model_path
         try:

@@ -117,7 +117,7 @@ def _report(args: argparse.Namespace, path: Path, bench: Any, find_manifest: Any
     cpu_gflops = bench.matmul_gflops()
     report: dict[str, Any] = {
         "schema": bench.SCHEMA,
-        "command": "cervisag bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "cervisag bench",
+        "command": " ".join(["cervisag", "bench", *(sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else [])]),
         "machine": bench.machine_info(),
         "model": {"name": manifest.name, "sha256": manifest.sha256, "input_shape": list(manifest.input_shape),
                   "macs_per_image": extra.get("macs_per_image"), "parameters": extra.get("parameters")},

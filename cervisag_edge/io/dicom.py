@@ -239,7 +239,28 @@ def _voi(ds: Dataset, values: np.ndarray, little: bool, warnings: list[str]) -> 
     return imaging.percentile_window(values, ignore_value=imaging.border_constant_value(values))
 
 
+#: Largest stored-value range converted through a lookup table (one entry per stored value).
+_LUT_MAX_ENTRIES = 1 << 17
+
+
 def _grey_display(ds: Dataset, arr: np.ndarray, photometric: str, little: bool, warnings: list[str]) -> np.ndarray:
+    """Stored values → display. For integer pixels whose VOI does not depend on image statistics,
+    the element-wise chain (mask, Modality LUT, VOI, inversion) runs once per distinct stored value
+    and the image is converted by table lookup: the same numbers, without full-size temporaries."""
+    if np.issubdtype(arr.dtype, np.integer) and arr.size > _LUT_MAX_ENTRIES:
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < _LUT_MAX_ENTRIES:
+            table_warnings: list[str] = []
+            domain = np.arange(lo, hi + 1, dtype=np.int64).astype(arr.dtype)
+            table = np.asarray(_grey_chain(ds, domain, photometric, little, table_warnings), dtype=np.float32)
+            if not any("percentile" in w for w in table_warnings):  # statistics-free VOI only
+                warnings.extend(table_warnings)
+                index = arr if lo == 0 else np.subtract(arr, lo, dtype=np.int32)
+                return np.take(table, index)
+    return _grey_chain(ds, arr, photometric, little, warnings)
+
+
+def _grey_chain(ds: Dataset, arr: np.ndarray, photometric: str, little: bool, warnings: list[str]) -> np.ndarray:
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     if np.issubdtype(arr.dtype, np.integer):
         bits_stored = int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated)

@@ -20,21 +20,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import numpy as np
 
 from ..landmarks import NUM_LANDMARKS
+from ..parameters import PARAMETER_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..measurement import Measurement
 
 logger = logging.getLogger(__name__)
 
-#: The six clinical parameters every record carries (null when not measurable).
-RECORD_PARAMETER_NAMES: tuple[str, ...] = (
-    "borden_mm",
-    "cci_percent",
-    "ccl_deg",
-    "cobb_c0_c7_deg",
-    "cobb_c1_c7_deg",
-    "cobb_c2_c7_deg",
-)
+RECORD_PARAMETER_NAMES: tuple[str, ...] = PARAMETER_NAMES
 
 _NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 

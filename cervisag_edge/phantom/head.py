@@ -50,7 +50,8 @@ def _arc(centre: np.ndarray, a: float, b: float, tilt: float, phi0: float, phi1:
     return centre + pts @ rot(tilt).T
 
 
-def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], dens_len: float, dens_w: float) -> HeadResult:
+def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], dens_w: float) -> HeadResult:
+    """Atlas, skull, face, soft tissue and shoulders placed on the C2 of ``spine`` (C2..T1)."""
     e_c, e_tr = dens["cort"], dens["trab"]
     c2 = spine[0]
     up = c2.dens_axis  # unit vector along the dens towards its tip

@@ -152,7 +152,7 @@ def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: st
     parts: list[Part] = []
     for k, v in enumerate(spine):
         parts.extend(vertebra_parts(v, k, spec, dens, ra))
-    head = build_head(spine, hs, dens, spec.dens_len_mm, spec.dens_width_mm)
+    head = build_head(spine, hs, dens, spec.dens_width_mm)
     parts.extend(head.parts)
     canon = {**head.landmarks, "DENS_TIP": spine[0].dens_tip, "DENS_PS": spine[0].dens_ps}
     for v in spine:

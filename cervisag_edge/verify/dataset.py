@@ -17,18 +17,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
+from ..parameters import PARAMETER_NAMES
 
 logger = logging.getLogger(__name__)
 
 ANNOTATIONS_FILE = "annotations.json"
-PARAMETER_KEYS: tuple[str, ...] = (
-    "borden_mm",
-    "cci_percent",
-    "ccl_deg",
-    "cobb_c0_c7_deg",
-    "cobb_c1_c7_deg",
-    "cobb_c2_c7_deg",
-)
+PARAMETER_KEYS: tuple[str, ...] = PARAMETER_NAMES
 
 
 @dataclass(frozen=True)
