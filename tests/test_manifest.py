@@ -21,7 +21,10 @@ def engine_copy(tmp_path: Path) -> Path:
 def test_shipped_manifest_loads_and_matches(engine_copy: Path) -> None:
     m = load_manifest(engine_copy)
     assert m.input_name == "image" and m.output_name == "heatmaps"
-    assert m.input_shape[1:] == (1, 512, 512)
+    assert m.input_shape[0] == -1 and m.input_shape[1] == 1  # dynamic batch, one grey channel
+    h, w = m.input_hw
+    assert m.heatmap_shape == (h // m.heatmap_stride, w // m.heatmap_stride)
+    assert tuple(m.codec["input_size"]) == (w, h) and tuple(m.codec["heatmap_size"]) == m.heatmap_shape[::-1]
     assert m.sha256 == sha256_file(m.model_path)
     assert m.codec["type"] == "udp-dark"
 

@@ -87,14 +87,15 @@ def test_coincident_landmarks_are_dropped() -> None:
 
 def test_backend_input_validation(measurer: Measurer) -> None:
     b = measurer.backend
+    h, w = measurer.manifest.input_hw
     with pytest.raises(TypeError, match="dtype float64, expected float32"):
-        b.infer(np.zeros((1, 1, 512, 512)))
-    with pytest.raises(ValueError, match=r"expected \(N, 1, 512, 512\)"):
-        b.infer(np.zeros((1, 1, 256, 512), np.float32))
+        b.infer(np.zeros((1, 1, h, w)))
+    with pytest.raises(ValueError, match=rf"expected \(N, 1, {h}, {w}\)"):
+        b.infer(np.zeros((1, 1, h // 2, w), np.float32))
     with pytest.raises(TypeError, match="numpy array"):
         b.infer([1, 2, 3])  # type: ignore[arg-type]
-    out = b.infer(np.zeros((2, 1, 512, 512), np.float32))
-    assert out.shape == (2, 34, 256, 256) and out.dtype == np.float32
+    out = b.infer(np.zeros((2, 1, h, w), np.float32))
+    assert out.shape == (2, 34, *measurer.manifest.heatmap_shape) and out.dtype == np.float32
 
 
 def test_registry_and_providers() -> None:
@@ -125,5 +126,5 @@ def test_missing_precision_variant_is_a_clear_error(tmp_path) -> None:
 def test_torch_backend_matches_onnxruntime(measurer: Measurer) -> None:
     pytest.importorskip("torch", reason="PyTorch (extra [train]) not installed")
     t = Measurer(backend="torch", threads=1)
-    x = np.random.default_rng(1).normal(0, 1, (1, 1, 512, 512)).astype(np.float32)
+    x = np.random.default_rng(1).normal(0, 1, (1, 1, *measurer.manifest.input_hw)).astype(np.float32)
     np.testing.assert_allclose(t.backend.infer(x), measurer.backend.infer(x), atol=2e-4)

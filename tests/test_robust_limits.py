@@ -81,7 +81,7 @@ def test_timeout_records_hung_study_and_measures_the_rest(tmp_path: Path) -> Non
     header_bomb(slow, 600_000)
     last = _png(tmp_path, "c_last.png")
     files = [str(first), str(slow), str(last)]
-    records = list(run_batch(files, BatchOptions(threads=1, timeout_s=4.0), workers=1))
+    records = list(run_batch(files, BatchOptions(threads=1, timeout_s=8.0), workers=1))
     assert [r["file"] for r in records] == files
     assert records[0]["ok"], records[0]["error"]
     assert records[2]["ok"], records[2]["error"]

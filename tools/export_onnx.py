@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                   "batch_size": cfg.batch_size, "lr": cfg.lr, "render_long_side": cfg.render_long_side,
                   "validation_history": info["history"][-3:]},
         metrics=metrics,
-        extra={"architecture": "LandmarkUNet", "widths": list(cfg.widths), "parameters": count_parameters(model),
+        extra={"architecture": "LandmarkUNet", "widths": list(cfg.widths), "head_width": cfg.head_width, "parameters": count_parameters(model),
                "macs_per_image": conv_macs(model, (n, n)), "opset": args.opset, "parity": par,
                "torch_weights": {"file": weights_path.name, "sha256": sha256_file(weights_path)},
                "display": "VOI-windowed display image in [0,1], bone bright; letterbox INTER_AREA, centred, pad 0"},

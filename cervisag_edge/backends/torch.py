@@ -39,7 +39,8 @@ class TorchBackend(Backend):
         if threads is not None:
             torch.set_num_threads(int(threads))
         widths = tuple(int(v) for v in manifest.extra.get("widths", ()))
-        self.model = LandmarkUNet(num_landmarks=len(manifest.landmark_names), widths=widths)
+        self.model = LandmarkUNet(num_landmarks=len(manifest.landmark_names), widths=widths,
+                                  out_stride=int(manifest.heatmap_stride), head_width=int(manifest.extra.get("head_width", 96)))
         with np.load(path, allow_pickle=False) as npz:
             state = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
         self.model.load_state_dict(state)

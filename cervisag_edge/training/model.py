@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_WIDTHS: tuple[int, ...] = (24, 48, 96, 160, 256)
+DEFAULT_WIDTHS: tuple[int, ...] = (16, 48, 96, 160, 256)
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
@@ -38,12 +38,16 @@ class _Block(nn.Module):
 class LandmarkUNet(nn.Module):
     """Heatmap U-Net. ``widths`` are the channels at strides 2, 4, 8, 16, 32."""
 
-    def __init__(self, num_landmarks: int = 34, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+    def __init__(self, num_landmarks: int = 34, widths: tuple[int, ...] = DEFAULT_WIDTHS, out_stride: int = 4,
+                 head_width: int = 96) -> None:
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"widths must list 5 stages, got {widths}")
+        if out_stride not in (2, 4):
+            raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
         w1, w2, w3, w4, w5 = widths
         self.widths = tuple(widths)
+        self.out_stride = out_stride
         self.stem = nn.Sequential(_conv_bn_relu(1, w1, 2), _conv_bn_relu(w1, w1))  # /2
         self.e2 = _Block(w1, w2, 2)  # /4
         self.e3 = _Block(w2, w3, 2)  # /8
@@ -55,9 +59,13 @@ class LandmarkUNet(nn.Module):
         self.d3 = _conv_bn_relu(w3, w3)
         self.lat2 = nn.Conv2d(w3, w2, 1)
         self.d2 = _conv_bn_relu(w2, w2)
-        self.lat1 = nn.Conv2d(w2, w1, 1)
-        self.d1 = nn.Sequential(_conv_bn_relu(w1, w1), _conv_bn_relu(w1, w1))
-        self.head = nn.Conv2d(w1, num_landmarks, 1)
+        if out_stride == 2:
+            self.lat1 = nn.Conv2d(w2, w1, 1)
+            self.d1 = nn.Sequential(_conv_bn_relu(w1, w1), _conv_bn_relu(w1, w1))
+            self.head = nn.Conv2d(w1, num_landmarks, 1)
+        else:  # a wide head at stride 4: 34 landmark identities need more than a few channels
+            self.d1 = _conv_bn_relu(w2, head_width)
+            self.head = nn.Conv2d(head_width, num_landmarks, 1)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +77,10 @@ class LandmarkUNet(nn.Module):
         y = self.d4(self.up(self.lat4(s5)) + s4)
         y = self.d3(self.up(self.lat3(y)) + s3)
         y = self.d2(self.up(self.lat2(y)) + s2)
-        y = self.d1(self.up(self.lat1(y)) + s1)
+        if self.out_stride == 2:
+            y = self.d1(self.up(self.lat1(y)) + s1)
+        else:
+            y = self.d1(y)
         return self.head(y)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sys
+from pathlib import Path
+
 from cervisag_edge.verify.evaluate import ImageRecord, compute_metrics
 
-from test_verify_support import SIX, synthetic_spine_px
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_verify_support import SIX, synthetic_spine_px  # noqa: E402
 
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark not installed")
 
