@@ -59,11 +59,16 @@ def test_metrics_by_hand(dataset_dir):
     m = out.metrics
     assert m["n_images"] == 3 and m["n_failed"] == 1
     assert m["failed_images"][0]["file_name"] == "img_002.png" and "InputError" in m["failed_images"][0]["error"]
-    # finite errors: 34 × 1 mm (img0) + 3 mm + 31 × 0 (img1); one missed; one unlabelled excluded
-    assert m["n_landmarks"] == 66 and m["n_missed"] == 1
-    assert m["mre_mm"] == pytest.approx(37 / 66)
+    # finite errors: 34 × 1 mm (img0) + 3 mm + 31 × 0 (img1, one of them hidden); one missed; one
+    # unlabelled excluded. Headline figures are over the visible (v = 2) landmarks: 65 finite + 1 missed.
+    assert m["landmarks_scored"] == "visible (v = 2)"
+    assert m["n_landmarks"] == 65 and m["n_missed"] == 1
+    assert m["mre_mm"] == pytest.approx(37 / 65)
     assert m["max_mm"] == pytest.approx(3.0)
-    assert m["sdr_percent"] == pytest.approx({"2.0": 100 * 65 / 67, "2.5": 100 * 65 / 67, "3.0": 100 * 66 / 67, "4.0": 100 * 66 / 67})
+    assert m["sdr_percent"] == pytest.approx({"2.0": 100 * 64 / 66, "2.5": 100 * 64 / 66, "3.0": 100 * 65 / 66, "4.0": 100 * 65 / 66})
+    al = m["all_labelled"]
+    assert al["n"] == 66 and al["mean_mm"] == pytest.approx(37 / 66)
+    assert al["sdr_percent"] == pytest.approx({"2.0": 100 * 65 / 67, "2.5": 100 * 65 / 67, "3.0": 100 * 66 / 67, "4.0": 100 * 66 / 67})
     assert m["hidden"]["n"] == 1 and m["hidden"]["mean_mm"] == 0.0
     assert m["visible"]["n"] == 65 and m["visible"]["n_missed"] == 1
     assert m["per_landmark"]["MCG_PNS"]["mean_mm"] == pytest.approx(2.0)  # 1 mm and 3 mm
@@ -115,8 +120,8 @@ def test_compare_variants(dataset_dir):
     assert fp16["shift_mean_px"] == pytest.approx(0.4) and fp16["shift_max_mm"] == pytest.approx(0.1)
     assert fp16["mae_delta"]["borden_mm"] == pytest.approx(0.0)
     # MRE change: img0 errors become 4.4 px = 1.1 mm; img1's exact ones 0.1 mm; 3 mm → hypot(3, 0.1)
-    new_mre = (34 * 1.1 + np.hypot(3.0, 0.1) + 31 * 0.1) / 66
-    assert fp16["mre_delta_mm"] == pytest.approx(new_mre - 37 / 66)
+    new_mre = (34 * 1.1 + np.hypot(3.0, 0.1) + 30 * 0.1) / 65  # visible landmarks only
+    assert fp16["mre_delta_mm"] == pytest.approx(new_mre - 37 / 65)
     assert fp16["passed"] is True  # ≤ 0.1 mm added MRE
     assert [r.label for r in out.runs] == ["onnxruntime:fp32", "onnxruntime:fp16"]
 

@@ -324,7 +324,7 @@ def read_dicom(path: Path, name: str, limits: ReadLimits, user_spacing: tuple[fl
     modality = str(header.get("Modality", "") or "") or None
     return LoadedImage(
         path=str(path),
-        display=finalize_display(display),
+        display=finalize_display(display, owned=True),
         pixel_spacing_mm=spacing,
         spacing_source=source,
         warnings=tuple(warnings),

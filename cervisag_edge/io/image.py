@@ -81,11 +81,18 @@ def validate_user_spacing(name: str, spacing: object) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def finalize_display(display: np.ndarray) -> np.ndarray:
-    """float32 (H, W), values clipped to [0, 1], contiguous and read-only."""
+def finalize_display(display: np.ndarray, owned: bool = False) -> np.ndarray:
+    """float32 (H, W), values clipped to [0, 1], contiguous and read-only.
+
+    ``owned``: the caller hands the array over (it was made for this image), so it may be
+    clipped in place instead of copied."""
     out = np.ascontiguousarray(display, dtype=np.float32)
     if out.ndim != 2:
         raise ValueError(f"display must be (H, W), got shape {out.shape}")
-    out = np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    if (out is display and not owned) or not out.flags.writeable:  # never modify a caller's array
+        out = out.copy()
+    if not np.isfinite(out).all():  # rare: checking is far cheaper than nan_to_num on every image
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    np.clip(out, 0.0, 1.0, out=out)
     out.flags.writeable = False
     return out
