@@ -227,19 +227,9 @@ def letterbox_numpy(image: np.ndarray, input_size: tuple[int, int], pad_value: f
 
     ``image`` (H, W); ``input_size`` (W_in, H_in). Returns ((H_in, W_in) float32, LetterboxTransform).
     """
-    from .preprocess import letterbox_geometry
+    from .preprocess import letterbox
 
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W), got shape {img.shape}")
-    H, W = img.shape
-    (W_new, H_new), tf = letterbox_geometry((W, H), input_size)
-    W_in, H_in = tf.input_size
-    resized = resize_numpy(img, (W_new, H_new)) if (W_new, H_new) != (W, H) else img.astype(np.float32)
-    out = np.full((H_in, W_in), pad_value, dtype=np.float32)
-    px, py = int(tf.pad_x), int(tf.pad_y)
-    out[py : py + H_new, px : px + W_new] = resized
-    return out, tf
+    return letterbox(image, input_size, pad_value, resize=resize_numpy)
 
 
 # -- inputs ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ nominal scale), which keeps the inverse exact. Pure functions, array in and arra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -66,11 +67,18 @@ def letterbox_geometry(original_size: tuple[int, int], input_size: tuple[int, in
     return (W_new, H_new), tf
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: float = 0.0) -> tuple[np.ndarray, LetterboxTransform]:
+def _cv2_resize(src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    interp = cv2.INTER_AREA if (size[0] < src.shape[1] or size[1] < src.shape[0]) else cv2.INTER_LINEAR
+    return cv2.resize(src, size, interpolation=interp)
+
+
+def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: float = 0.0,
+              resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None) -> tuple[np.ndarray, LetterboxTransform]:
     """Resize (keeping aspect) and pad a (H, W) image into ``input_size`` (W_in, H_in).
 
     Downscaling uses ``INTER_AREA`` (anti-aliased), upscaling ``INTER_LINEAR``; both share the
-    centre convention of :class:`LetterboxTransform`. Returns ((H_in, W_in) float32, transform).
+    centre convention of :class:`LetterboxTransform`. ``resize(src, (W_new, H_new))`` replaces
+    OpenCV (the benchmarks' numpy twin). Returns ((H_in, W_in) float32, transform).
     """
     img = np.asarray(image)
     if img.ndim != 2:
@@ -79,8 +87,7 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: float =
     (W_new, H_new), tf = letterbox_geometry((W, H), input_size)
     W_in, H_in = tf.input_size
     src = img.astype(np.float32, copy=False)
-    interp = cv2.INTER_AREA if (W_new < W or H_new < H) else cv2.INTER_LINEAR
-    resized = cv2.resize(src, (W_new, H_new), interpolation=interp) if (W_new, H_new) != (W, H) else src
+    resized = (resize or _cv2_resize)(src, (W_new, H_new)) if (W_new, H_new) != (W, H) else src
     out = np.full((H_in, W_in), pad_value, dtype=np.float32)
     px, py = int(tf.pad_x), int(tf.pad_y)
     out[py : py + H_new, px : px + W_new] = resized
