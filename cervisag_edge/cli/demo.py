@@ -12,7 +12,7 @@ HELP = "measure the bundled demo phantom (examples/) and write overlay + JSON"
 def demo_input() -> Path:
     """The bundled demo DICOM: ``examples/`` of a checkout, else the packaged copy."""
     here = Path(__file__).resolve().parents[1]
-    for cand in (here.parent / "examples" / "demo_phantom.dcm", here / "data" / "demo_phantom.dcm"):
+    for cand in (here.parent / "examples" / "demo_phantom.dcm", here / "examples" / "demo_phantom.dcm"):
         if cand.is_file():
             return cand
     return here.parent / "examples" / "demo_phantom.dcm"
