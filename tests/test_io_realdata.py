@@ -13,7 +13,6 @@ and checked by eye:
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,10 @@ import pytest
 
 from cervisag_edge.io import read_image
 
-
-def _data_dir() -> Path | None:
-    spec = importlib.util.find_spec("data_store")
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "data"
-    return folder if (folder / "RG1_UNCR.dcm").is_file() else None
+from realdata import pydicom_data_dir
 
 
-DATA = _data_dir()
+DATA = pydicom_data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="pydicom-data (package data_store) is not installed")
 
 

@@ -6,7 +6,6 @@ This checks the trained model: an untrained export may pass or fail it by chance
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Iterator
 
@@ -16,16 +15,10 @@ import pytest
 from cervisag_edge import Measurer
 from cervisag_edge.landmarks import NUM_LANDMARKS
 
-
-def _data_dir() -> Path | None:
-    spec = importlib.util.find_spec("data_store")  # pydicom-data; never get_testdata_file (it may download)
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "data"
-    return folder if (folder / "RG1_UNCR.dcm").is_file() else None
+from realdata import pydicom_data_dir
 
 
-DATA = _data_dir()
+DATA = pydicom_data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="pydicom-data (package data_store) is not installed")
 
 
