@@ -6,7 +6,6 @@ This checks the trained model: an untrained export may pass or fail it by chance
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
