@@ -164,15 +164,31 @@ def make_fp16(src: Path, dst: Path) -> str:
     return "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True) (fallback: modelopt not installed)"
 
 
-def quantize_ort(src: Path, dst: Path, inputs: Sequence[np.ndarray], input_name: str, *, method: str, symmetric: bool,
+def ort_extra_options(variant: str, method: str) -> dict[str, Any]:
+    """``extra_options`` of ``quantize_static`` for a variant.
+
+    ``int8-trt``: symmetric S8 activations and weights, and ``QuantizeBias=False``: ONNX
+    Runtime otherwise quantises every Conv bias to INT32 behind a ``DequantizeLinear``, which
+    TensorRT's ONNX parser rejects (INT32 is not a quantised type it accepts, NVIDIA/TensorRT#4542);
+    TensorRT fuses the FP32 bias into the INT8 convolution itself.
+    """
+    if variant == "int8-trt":
+        extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    else:
+        extra = {"WeightSymmetric": True}
+    if method == "Percentile":
+        extra["CalibPercentile"] = 99.999
+    return extra
+
+
+def quantize_ort(src: Path, dst: Path, inputs: Sequence[np.ndarray], input_name: str, *, method: str, variant: str,
                  quant_format: str, reduce_range: bool, exclude: Sequence[str]) -> dict[str, Any]:
     """ONNX Runtime static quantisation; returns the settings as recorded in the manifest."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    symmetric = variant == "int8-trt"
     act = QuantType.QInt8 if symmetric else QuantType.QUInt8
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {"WeightSymmetric": True}
-    if method in ("Percentile",):
-        extra["CalibPercentile"] = 99.999
+    extra = ort_extra_options(variant, method)
     quantize_static(
         str(src), str(dst), _Reader(input_name, inputs), quant_format=getattr(QuantFormat, quant_format),
         per_channel=True, reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
@@ -286,7 +302,7 @@ def build_int8(variant: str, base: ModelManifest, prepped: Path, work: Path, cal
                 if use_mo:
                     s = quantize_modelopt(prepped, out, calib, method=method, exclude=exclude)
                 else:
-                    s = quantize_ort(prepped, out, calib, base.input_name, method=method, symmetric=variant == "int8-trt",
+                    s = quantize_ort(prepped, out, calib, base.input_name, method=method, variant=variant,
                                      quant_format=fmt, reduce_range=reduce_range, exclude=exclude)
                 mean_mm, max_mm = landmark_error_mm(reference_mm, landmarks_mm(out, base, samples))
                 lat = median_latency_ms(out, base.input_name, base.input_shape, runs=runs)
