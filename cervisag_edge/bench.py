@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from .preprocess import resize_numpy  # noqa: F401 - the numpy twin of OpenCV's resize, re-exported
+
 if TYPE_CHECKING:  # pragma: no cover
     from .preprocess import LetterboxTransform
 
@@ -173,54 +175,6 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
 
 
 # -- numpy preprocessing twin ----------------------------------------------------------------
-def _area_axis(img: np.ndarray, n_new: int, axis: int) -> np.ndarray:
-    """Area-average resize along ``axis`` to ``n_new`` samples, exact, by prefix sums.
-
-    Output sample d averages the source interval [d·s, (d+1)·s), s = n/n_new, with fractional
-    weights for partly covered pixels (what OpenCV's INTER_AREA does when downscaling). The
-    integral of the piecewise-constant source up to position b is C(b) = P[⌊b⌋] + (b − ⌊b⌋)·x[⌊b⌋]
-    with P the prefix sum, so each output is (C(b_{d+1}) − C(b_d)) / s.
-    """
-    x = np.moveaxis(np.asarray(img, dtype=np.float64), axis, 0)
-    n = x.shape[0]
-    prefix = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)  # (n + 1, …)
-    bounds = np.arange(n_new + 1, dtype=np.float64) * (n / n_new)
-    i = np.minimum(np.floor(bounds).astype(np.int64), n - 1)
-    frac = (bounds - i)[:, None]
-    integral = prefix[i] + frac * x[i]
-    out = (integral[1:] - integral[:-1]) / (n / n_new)
-    return np.moveaxis(out, 0, axis)
-
-
-def _linear_axis(img: np.ndarray, n_new: int, axis: int) -> np.ndarray:
-    """Bilinear resize along ``axis`` with half-pixel centres and edge clamping (INTER_LINEAR)."""
-    x = np.moveaxis(np.asarray(img, dtype=np.float64), axis, 0)
-    n = x.shape[0]
-    src = np.clip((np.arange(n_new, dtype=np.float64) + 0.5) * (n / n_new) - 0.5, 0.0, n - 1)
-    i0 = np.floor(src).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n - 1)
-    f = (src - i0)[:, None]
-    return np.moveaxis(x[i0] * (1.0 - f) + x[i1] * f, 0, axis)
-
-
-def resize_numpy(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """Pure-numpy resize of a (H, W) image to ``size_wh`` (W_new, H_new): area average on axes that
-    shrink, bilinear on axes that grow. Returns float32 (H_new, W_new)."""
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W), got shape {img.shape}")
-    W_new, H_new = int(size_wh[0]), int(size_wh[1])
-    if W_new < 1 or H_new < 1:
-        raise ValueError(f"resize target {size_wh} must be at least 1×1")
-    out = img.astype(np.float64)
-    for axis, n_new in ((0, H_new), (1, W_new)):
-        if n_new < out.shape[axis]:
-            out = _area_axis(out, n_new, axis)
-        elif n_new > out.shape[axis]:
-            out = _linear_axis(out, n_new, axis)
-    return out.astype(np.float32)
-
-
 def letterbox_numpy(image: np.ndarray, input_size: tuple[int, int], pad_value: float = 0.0
                     ) -> tuple[np.ndarray, "LetterboxTransform"]:
     """numpy twin of :func:`cervisag_edge.preprocess.letterbox` (same geometry and transform).

@@ -123,14 +123,25 @@ class UDPHeatmapCodec:
         )
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    r = max(1, int(np.ceil(3 * sigma)))
+#: Floor of the heatmap values before DARK takes their logarithm (and the least score refined).
+DARK_EPS = 1e-10
+
+
+def gaussian_taps(blur_sigma: float) -> np.ndarray:
+    """(2r + 1,) float64 normalised 1-D Gaussian of radius r = ceil(3σ) (at least 1) for DARK's blur.
+
+    ``blur_sigma`` <= 0 gives the single tap [1.0] (no smoothing). The one definition of the
+    taps: the CPU decode and the ``decode_dark`` CUDA kernel (:mod:`cuda.kernels`) both use it.
+    """
+    if blur_sigma <= 0:
+        return np.ones(1, dtype=np.float64)
+    r = max(1, int(np.ceil(3 * blur_sigma)))
     x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-(x**2) / (2 * sigma**2))
+    k = np.exp(-(x**2) / (2 * blur_sigma**2))
     return k / k.sum()
 
 
-def decode_dark(heatmaps: np.ndarray, blur_sigma: float = 1.0, eps: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+def decode_dark(heatmaps: np.ndarray, blur_sigma: float = 1.0, eps: float = DARK_EPS) -> tuple[np.ndarray, np.ndarray]:
     """Argmax + DARK refinement, vectorised over (N, K).
 
     heatmaps: (K, h, w) or (N, K, h, w). Returns (coords (…, K, 2) in heatmap px, scores (…, K)).
@@ -148,7 +159,7 @@ def decode_dark(heatmaps: np.ndarray, blur_sigma: float = 1.0, eps: float = 1e-1
     scores = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0].astype(np.float64)
     iy, ix = np.divmod(idx, w)
 
-    kern = _gaussian_kernel(blur_sigma) if blur_sigma > 0 else np.ones(1)
+    kern = gaussian_taps(blur_sigma)
     r = len(kern) // 2
     half = r + 1  # one extra pixel each side for the finite differences
     offs = np.arange(-half, half + 1)

@@ -11,6 +11,7 @@ import numpy as np
 
 __all__ = [
     "window_linear",
+    "linear_window_terms",
     "window_linear_exact",
     "window_sigmoid",
     "apply_rescale",
@@ -27,15 +28,26 @@ __all__ = [
 PERCENTILE_MAX_SAMPLES = 2_000_000
 
 
+def linear_window_terms(center: float, width: float) -> tuple[np.float32, np.float32]:
+    """The float32 constants ``(c - 0.5, w - 1)`` of the LINEAR window; ``width`` must be >= 1.
+
+    The one definition of the window's arithmetic: :func:`window_linear` and the fused CUDA
+    preprocessing kernel (:mod:`cuda.kernels`, which gets these two numbers) both compute
+    ``clip((x - (c - 0.5)) / (w - 1) + 0.5, 0, 1)`` in float32 with them.
+    """
+    if not np.isfinite(width) or width < 1:
+        raise ValueError(f"window width {width!r} out of range, expected >= 1")
+    return np.float32(center - 0.5), np.float32(max(width - 1.0, 1e-6))
+
+
 def window_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
     """DICOM LINEAR VOI window (PS3.3 C.11.2.1.2.1) mapped to [0, 1].
 
     y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped to [0, 1]. ``width`` must be >= 1.
     """
-    if not np.isfinite(width) or width < 1:
-        raise ValueError(f"window width {width!r} out of range, expected >= 1")
+    c_minus_half, w_minus_1 = linear_window_terms(center, width)
     x = np.asarray(values, dtype=np.float32)
-    y = (x - np.float32(center - 0.5)) / np.float32(max(width - 1.0, 1e-6)) + np.float32(0.5)
+    y = (x - c_minus_half) / w_minus_1 + np.float32(0.5)
     return np.clip(y, 0.0, 1.0, out=y)
 
 

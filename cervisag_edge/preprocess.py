@@ -10,6 +10,11 @@ Pixel centres sit at integer coordinates (x = column, y = row). ``cv2.resize`` w
 
 with ``sx = W_new / W`` and ``sy = H_new / H`` taken from the integer resized size (not the
 nominal scale), which keeps the inverse exact. Pure functions, array in and array out.
+
+This module is the one definition of the letterbox geometry (:func:`letterbox_geometry`) and
+of the resize arithmetic (:func:`resize_numpy`, the numpy twin of the OpenCV path, and the
+per-axis weight matrices :func:`area_weights` / :func:`linear_weights` derived from it); the
+CUDA kernel of :mod:`cervisag_edge.cuda.kernels` and its numpy twin are tested against them.
 """
 from __future__ import annotations
 
@@ -94,8 +99,86 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: float =
     return out, tf
 
 
+def _area_axis(img: np.ndarray, n_new: int, axis: int) -> np.ndarray:
+    """Area-average resize along ``axis`` to ``n_new`` samples, exact, by prefix sums.
+
+    Output sample d averages the source interval [d·s, (d+1)·s), s = n/n_new, with fractional
+    weights for partly covered pixels (what OpenCV's INTER_AREA does when downscaling). The
+    integral of the piecewise-constant source up to position b is C(b) = P[⌊b⌋] + (b − ⌊b⌋)·x[⌊b⌋]
+    with P the prefix sum, so each output is (C(b_{d+1}) − C(b_d)) / s.
+    """
+    x = np.moveaxis(np.asarray(img, dtype=np.float64), axis, 0)
+    n = x.shape[0]
+    prefix = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)  # (n + 1, …)
+    bounds = np.arange(n_new + 1, dtype=np.float64) * (n / n_new)
+    i = np.minimum(np.floor(bounds).astype(np.int64), n - 1)
+    frac = (bounds - i)[:, None]
+    integral = prefix[i] + frac * x[i]
+    out = (integral[1:] - integral[:-1]) / (n / n_new)
+    return np.moveaxis(out, 0, axis)
+
+
+def _linear_axis(img: np.ndarray, n_new: int, axis: int) -> np.ndarray:
+    """Bilinear resize along ``axis`` with half-pixel centres and edge clamping (INTER_LINEAR)."""
+    x = np.moveaxis(np.asarray(img, dtype=np.float64), axis, 0)
+    n = x.shape[0]
+    src = np.clip((np.arange(n_new, dtype=np.float64) + 0.5) * (n / n_new) - 0.5, 0.0, n - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (src - i0)[:, None]
+    return np.moveaxis(x[i0] * (1.0 - f) + x[i1] * f, 0, axis)
+
+
+def resize_numpy(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Pure-numpy resize of a (H, W) image to ``size_wh`` (W_new, H_new): area average on axes that
+    shrink, bilinear on axes that grow. Returns float32 (H_new, W_new)."""
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {img.shape}")
+    W_new, H_new = int(size_wh[0]), int(size_wh[1])
+    if W_new < 1 or H_new < 1:
+        raise ValueError(f"resize target {size_wh} must be at least 1×1")
+    out = img.astype(np.float64)
+    for axis, n_new in ((0, H_new), (1, W_new)):
+        if n_new < out.shape[axis]:
+            out = _area_axis(out, n_new, axis)
+        elif n_new > out.shape[axis]:
+            out = _linear_axis(out, n_new, axis)
+    return out.astype(np.float32)
+
+
+def area_weights(src_n: int, dst_n: int) -> np.ndarray:
+    """(dst_n, src_n) float64 weights of the area resize of one axis (rows sum to 1).
+
+    Row d covers source [d·s, (d+1)·s), s = src_n/dst_n, with fractional border overlaps: the
+    resize of the identity, so it is :func:`_area_axis` itself and never a second formula.
+    """
+    if dst_n < 1 or src_n < 1:
+        raise ValueError(f"sizes {src_n} → {dst_n} must be >= 1")
+    return _area_axis(np.eye(src_n), dst_n, 0)
+
+
+def linear_weights(src_n: int, dst_n: int) -> np.ndarray:
+    """(dst_n, src_n) float64 weights of the bilinear resize of one axis (half-pixel centres, clamped edges)."""
+    if dst_n < 1 or src_n < 1:
+        raise ValueError(f"sizes {src_n} → {dst_n} must be >= 1")
+    return _linear_axis(np.eye(src_n), dst_n, 0)
+
+
 def normalize(input_image: np.ndarray, mean: float, std: float) -> np.ndarray:
     """(H, W) or (N, H, W) [0,1] image → float32 ``(x − mean) / std`` (new array)."""
     if not std > 0:
         raise ValueError(f"normalisation std {std!r} must be > 0")
     return ((np.asarray(input_image, dtype=np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)
+
+
+def prepare_input(display: np.ndarray, input_hw: tuple[int, int], *, pad_value: float, mean: float, std: float
+                  ) -> tuple[np.ndarray, LetterboxTransform]:
+    """(H, W) display in [0, 1] → ((1, 1, H_in, W_in) float32 model input, transform).
+
+    The runtime's preprocessing (letterbox, then normalise) as one call, so that the tools
+    (``tools/quantize.py``) feed a model exactly what the Measurer does.
+    """
+    h, w = int(input_hw[0]), int(input_hw[1])
+    boxed, tf = letterbox(display, (w, h), pad_value)
+    return normalize(boxed, mean, std)[None, None], tf

@@ -36,7 +36,7 @@ def test_preprocess_geometry_covers_output() -> None:
     assert g.grid[0] * g.block[0] >= 500 and (g.grid[0] - 1) * g.block[0] < 500
     with pytest.raises(ValueError):
         kernels.preprocess_geometry((0, 5))
-    with pytest.raises(ValueError, match="1024"):
+    with pytest.raises(ValueError, match="__launch_bounds__"):
         kernels.preprocess_geometry((8, 8), block=(64, 32, 1))
 
 
@@ -44,9 +44,10 @@ def test_decode_geometry() -> None:
     g = kernels.decode_geometry(2 * 34)
     assert g.grid == (68, 1, 1) and g.block == (256, 1, 1)
     assert g.shared_bytes == 256 * 8  # one float + one int per thread
-    for bad in (100, 16, 2048):
+    for bad in (100, 16, 2048, 512, 1024):  # 512 and 1024 exceed the kernel's __launch_bounds__
         with pytest.raises(ValueError):
             kernels.decode_geometry(1, threads=bad)
+    assert kernels.decode_geometry(1, threads=kernels.DECODE_MAX_THREADS).block[0] == kernels.DECODE_MAX_THREADS
 
 
 def test_decode_source_bakes_the_codec_blur() -> None:
@@ -83,6 +84,76 @@ def test_kernels_compile_with_nvrtc_and_are_cached(tmp_path: Path) -> None:
 
 
 @needs_nvrtc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_kernel_compiles_within_its_launch_bounds_without_spills(arch: str) -> None:
+    """ptxas (through NVRTC, no GPU) on every kernel: registers × the largest block fit the 64 K register
+    file of sm_80/sm_90 and nothing spills, for each blur the codec may bake in (a wide blur's DARK
+    patch is a local array, a stack frame by design, not a spill)."""
+    from cervisag_edge.cuda import nvrtc
+
+    seen = set()
+    for blur in (0.0, 1.0, 2.0):
+        for fname, (src, names) in kernels.all_sources(blur).items():
+            res = nvrtc.kernel_resources(src, arch, fname)
+            assert set(res) == set(names)
+            for name, r in res.items():
+                seen.add(name)
+                assert r.arch == arch and r.registers > 0
+                assert r.registers * kernels.MAX_THREADS[name] <= 65536, f"{name} {arch}: {r.registers} registers × {kernels.MAX_THREADS[name]} threads"
+                assert (r.spill_stores_bytes, r.spill_loads_bytes) == (0, 0), r
+                assert f"__launch_bounds__({kernels.MAX_THREADS[name]})" in src
+    assert seen == set(kernels.MAX_THREADS)
+
+
+def test_parse_ptxas_log() -> None:
+    from cervisag_edge.cuda.nvrtc import parse_ptxas_log
+
+    log = ("ptxas info : Compiling entry function 'k1' for 'sm_90' ptxas info : Function properties for k1 ptxas . 8 bytes stack frame, "
+           "4 bytes spill stores, 12 bytes spill loads ptxas info : Used 40 registers, used 1 barriers "
+           "ptxas info : Compiling entry function 'k2' for 'sm_90' ptxas . 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads "
+           "ptxas info : Used 7 registers")
+    r = parse_ptxas_log(log)
+    assert (r["k1"].registers, r["k1"].spill_stores_bytes, r["k1"].spill_loads_bytes, r["k1"].stack_frame_bytes) == (40, 4, 12, 8)
+    assert r["k2"].registers == 7 and r["k2"].arch == "sm_90"
+    with pytest.raises(ValueError, match="register count"):
+        parse_ptxas_log("ptxas info : Compiling entry function 'k' for 'sm_80' nothing else here")
+
+
+def _kernel_params(src: str, name: str) -> list[str]:
+    """C types of a kernel's parameters, read from its CUDA source."""
+    body = re.search(name + r"\((.*?)\)\s*\{", src, re.S).group(1)  # type: ignore[union-attr]
+    types = []
+    for p in body.split(","):
+        p = p.replace("__restrict__", "").replace("const", "").strip()
+        types.append("ptr" if "*" in p else p.rsplit(None, 1)[0])
+    return types
+
+
+_CTYPE = {"ptr": np.uint64, "int": np.int32, "float": np.float32, "double": np.float64}
+
+
+def test_argument_packing_matches_the_kernel_signatures() -> None:
+    """Each launch argument is a 0-d array of exactly the C type of the parameter in that position."""
+    from cervisag_edge.cuda.ops import decode_arguments, pack_args, preprocess_arguments
+
+    pre = preprocess_arguments(0x1000, (2500, 2000), 0x2000, (512, 512), slope=1.0, intercept=-1024.0, wc=1000.0, ww=2500.0,
+                               invert=True, mean=0.45, std=0.22, pad_value=0.0)
+    dec = decode_arguments(0x3000, (256, 192), 0x4000, (2.0, 2.0))
+    for args, src, name in ((pre, kernels.preprocess_source(), "preprocess_u16"), (dec, kernels.decode_source(1.0), "decode_dark")):
+        want = _kernel_params(src, name)
+        assert [a.dtype.type for a in args] == [_CTYPE[t] for t in want], name
+        ptrs, keep = pack_args(args)
+        assert ptrs.dtype == np.uint64 and list(ptrs) == [a.ctypes.data for a in keep]
+        for p, a in zip(ptrs, keep):  # each address holds that argument's bytes
+            assert bytes((np.ctypeslib.as_array((np.ctypeslib.ctypes.c_ubyte * a.nbytes).from_address(int(p))))) == a.tobytes()
+    assert int(pre[0]) == 0x1000 and int(pre[3]) == 0x2000 and (int(pre[6]), int(pre[7])) == (512, 410)  # letterbox 2000x2500
+    assert int(pre[-1]) == 1  # downscale → area
+    assert (int(dec[1]), int(dec[2])) == (256, 192)
+    with pytest.raises(TypeError):
+        pack_args([np.zeros(2, np.int32)])
+
+
+@needs_nvrtc
 def test_nvrtc_error_carries_the_compile_log() -> None:
     from cervisag_edge.cuda import nvrtc
     from cervisag_edge.cuda.memory import CudaError
@@ -97,6 +168,23 @@ def test_arch_for() -> None:
     assert arch_for("9.0") == "sm_90" and arch_for("8.6") == "sm_86" and arch_for("10.0") == "sm_100"
     with pytest.raises(ValueError):
         arch_for("hopper")
+
+
+def test_twins_hold_no_math_of_their_own() -> None:
+    """One definition: the CUDA side's taps, letterbox and resize weights are the CPU modules' own."""
+    from cervisag_edge import codec, preprocess
+    from cervisag_edge.cuda import reference
+
+    assert kernels.gaussian_taps is codec.gaussian_taps and kernels.DARK_EPS is codec.DARK_EPS
+    assert reference.area_weights is preprocess.area_weights and reference.linear_weights is preprocess.linear_weights
+    from cervisag_edge import bench
+
+    assert bench.resize_numpy is preprocess.resize_numpy
+    img = np.random.default_rng(3).random((37, 23))
+    np.testing.assert_allclose(preprocess.area_weights(37, 11) @ img @ preprocess.area_weights(23, 7).T,
+                               preprocess.resize_numpy(img, (7, 11)), atol=1e-6)
+    np.testing.assert_allclose(preprocess.linear_weights(37, 50) @ img @ preprocess.linear_weights(23, 31).T,
+                               preprocess.resize_numpy(img, (31, 50)), atol=1e-6)
 
 
 def test_area_weights_integer_and_fractional() -> None:
@@ -133,7 +221,20 @@ def test_display_from_raw_matches_imaging() -> None:
     raw = np.arange(0, 65535, 97, dtype=np.uint16)[None]
     got = display_from_raw(raw, 0.5, 10.0, 8000.0, 3000.0, invert=True)
     want = invert_monochrome1(window_linear(raw * 0.5 + 10.0, 8000.0, 3000.0))
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_array_equal(got, want)  # the twin is the CPU chain itself
+
+
+def test_kernel_window_arithmetic_is_within_one_ulp_of_imaging() -> None:
+    """The kernel multiplies by the float32 reciprocal of (w - 1) where imaging divides: emulate it in float32."""
+    from cervisag_edge.cuda.reference import kernel_scalars
+
+    raw = np.arange(0, 65535, 13, dtype=np.uint16)
+    for wc, ww in ((8000.0, 3000.0), (2048.0, 4096.0), (100.0, 1.0), (30000.0, 60001.0)):
+        s = kernel_scalars(1.0, -1024.0, wc, ww, 0.5, 0.25)
+        v = (raw.astype(np.float64) - 1024.0).astype(np.float32)
+        y = np.clip((v - np.float32(s["c_minus_half"])) * np.float32(s["inv_w_minus_1"]) + np.float32(0.5), 0, 1)
+        want = window_linear(raw.astype(np.float64) - 1024.0, wc, ww)
+        assert np.max(np.abs(y - want)) <= 2 * np.finfo(np.float32).eps
 
 
 def test_decode_reference_finds_a_gaussian_peak_in_input_px() -> None:

@@ -42,13 +42,14 @@ class BuildOptions:
     hardware_compat: str = "none"
     optimization_level: int = 3
     timing_cache: str = ""
+    tf32: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_batch": self.max_batch, "opt_batch": self.opt_batch, "workspace_mib": self.workspace_mib,
             "version_compatible": self.version_compatible, "hardware_compat": self.hardware_compat,
             "optimization_level": self.optimization_level, "timing_cache": self.timing_cache,
-            "strongly_typed": True,
+            "tf32": self.tf32, "strongly_typed": True,
         }
 
 
@@ -62,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version-compatible", action="store_true", help="plan loadable by later TensorRT versions and the lean runtime")
     p.add_argument("--hardware-compat", choices=HARDWARE_COMPAT, default="none", help="'ampere+': plan runs on any GPU of compute capability >= 8.0")
     p.add_argument("--optimization-level", type=int, default=3, choices=range(0, 6), help="builder optimisation level 0..5 (default 3)")
+    p.add_argument("--no-tf32", action="store_true", help="FP32 layers in full FP32, not TF32 (for parity checks against ONNX Runtime)")
     p.add_argument("--output", default=None, help="plan path (default <model>.<variant>.plan beside the ONNX)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -78,7 +80,7 @@ def options_from_args(args: argparse.Namespace, timing_cache: Path) -> BuildOpti
     return BuildOptions(
         max_batch=args.max_batch, opt_batch=args.opt_batch, workspace_mib=args.workspace_mib,
         version_compatible=bool(args.version_compatible), hardware_compat=args.hardware_compat,
-        optimization_level=int(args.optimization_level), timing_cache=timing_cache.name,
+        optimization_level=int(args.optimization_level), timing_cache=timing_cache.name, tf32=not args.no_tf32,
     )
 
 
@@ -160,16 +162,26 @@ def make_plan_manifest(
     )
 
 
+def module_present(name: str) -> bool:
+    """Whether ``name`` (dotted allowed) can be imported; False, never an exception, when a parent package is missing."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # find_spec("a.b") imports "a": ModuleNotFoundError when it is absent
+        return False
+
+
 def missing_prerequisite() -> str | None:
     """One line naming what is missing to build (TensorRT builder, cuda-python, a GPU), or None."""
-    if importlib.util.find_spec("tensorrt") is None:
-        if importlib.util.find_spec("tensorrt_lean") is not None:
-            return "only the TensorRT lean runtime is installed, which cannot build plans; pip install tensorrt (full wheel, on a GPU machine)"
-        return "TensorRT is not installed; pip install 'cervisag-edge[tensorrt]' plus the full 'tensorrt' wheel on a machine with an NVIDIA GPU"
+    if not module_present("tensorrt"):
+        if module_present("tensorrt_lean"):
+            return ("only the TensorRT lean runtime (tensorrt_lean) is installed, which cannot build plans; "
+                    "install the full 'tensorrt' wheel from NVIDIA's package index on a GPU machine")
+        return ("the TensorRT builder is not installed: the full 'tensorrt' wheel's libraries come only from NVIDIA's "
+                "package index (pip install tensorrt-cu13 --extra-index-url <NVIDIA's index>), on a machine with an NVIDIA GPU")
+    if not module_present("cuda.bindings"):
+        return "cuda-python is not installed; pip install 'cervisag-edge[gpu]'"
     from cervisag_edge.engine_select import gpu_available
 
-    if importlib.util.find_spec("cuda.bindings") is None:
-        return "cuda-python is not installed; pip install 'cuda-python>=13.0'"
     if not gpu_available():
         return "no CUDA GPU is visible (cudaGetDeviceCount found none); run on a machine with an NVIDIA GPU and driver"
     return None
@@ -208,6 +220,9 @@ def build_plan(manifest: ModelManifest, options: BuildOptions, cache_path: Path)
     shapes = profile_shapes(manifest.input_shape, options.max_batch, options.opt_batch)
     profile.set_shape(manifest.input_name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if not options.tf32 and tf32 is not None:
+        config.clear_flag(tf32)
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if options.hardware_compat == "ampere+":

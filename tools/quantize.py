@@ -39,7 +39,7 @@ if __package__ in (None, ""):
 
 from cervisag_edge.codec import UDPHeatmapCodec  # noqa: E402
 from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
-from cervisag_edge.preprocess import LetterboxTransform, letterbox, normalize  # noqa: E402
+from cervisag_edge.preprocess import LetterboxTransform, prepare_input  # noqa: E402
 
 logger = logging.getLogger("quantize")
 
@@ -73,10 +73,8 @@ class Candidate:
 
 # ---------------------------------------------------------------- data -------------------
 def preprocess_display(display: np.ndarray, manifest: ModelManifest) -> tuple[np.ndarray, LetterboxTransform]:
-    """(H, W) display in [0, 1] → ((1, 1, H_in, W_in) float32 input, transform), as the runtime does."""
-    h, w = manifest.input_hw
-    boxed, tf = letterbox(display, (w, h), pad_value=manifest.pad_value)
-    return normalize(boxed, manifest.mean, manifest.std)[None, None], tf
+    """(H, W) display in [0, 1] → ((1, 1, H_in, W_in) float32 input, transform): the runtime's ``preprocess.prepare_input``."""
+    return prepare_input(display, manifest.input_hw, pad_value=manifest.pad_value, mean=manifest.mean, std=manifest.std)
 
 
 def phantom_samples(manifest: ModelManifest, seed: int, count: int, long_side: int) -> list[EvalSample]:

@@ -7,9 +7,18 @@ The plan manifest (``<model>.<variant>.plan.json``) is a :class:`ModelManifest` 
 the ONNX file it claims to come from.
 
 Runtime: pre-allocated device buffers, pinned host buffers, a non-blocking stream,
-``execute_async_v3``, warm-up, and optional CUDA graph capture (static batch only). Works with
-the full ``tensorrt`` module and with the lean runtime ``tensorrt_lean`` (which can only load
-version-compatible plans). CUDA goes through cuda-python (``cuda.bindings``), not pycuda.
+``execute_async_v3``, warm-up, and optional CUDA graph capture (static batch only) on an
+execution context of its own, so a batch of another size never changes the shapes the graph
+replays. The engine's I/O names, dtypes and shapes are checked against the manifest
+(:func:`check_engine_io`) before any buffer is bound. Works with the full ``tensorrt`` module and
+with the lean runtime ``tensorrt_lean`` (``pip install 'cervisag-edge[tensorrt]'``, from PyPI
+alone), which loads only plans built with ``--version-compatible``. CUDA goes through cuda-python
+(``cuda.bindings``), not pycuda.
+
+Optional GPU pre/post-processing (options ``gpu_preprocess`` / ``gpu_decode``, default off, the
+CPU path stays the default): :meth:`TensorRTBackend.infer_raw` takes a raw uint16 image, runs the
+fused NVRTC preprocessing kernel straight into the engine's input buffer, infers, and decodes the
+heatmaps on the device with the ``decode_dark`` kernel, so only (K, 3) floats come back.
 
 Shapes: input (N, 1, H, W) float32, output heatmaps (N, K, h, w) float32.
 """
@@ -35,6 +44,13 @@ PLAN_FIELDS: tuple[str, ...] = (
     "onnx_sha256", "profile", "build_options",
 )
 HARDWARE_COMPAT_MIN_CC: Mapping[str, tuple[int, int]] = {"ampere+": (8, 0)}
+#: The module of the lean runtime, which deserialises only version-compatible plans.
+LEAN_MODULE = "tensorrt_lean"
+#: How to get a runtime: the lean runtime installs from PyPI alone; the full builder does not.
+INSTALL_HINT = (
+    "pip install 'cervisag-edge[tensorrt]' installs the lean runtime tensorrt_lean (tensorrt-lean-cu13, from PyPI); "
+    "building plans needs the full 'tensorrt' wheel, whose libraries only NVIDIA's own package index serves"
+)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -63,6 +79,7 @@ def check_plan_manifest(
     compute_capability: str,
     onnx_sha256: str,
     source: str = "plan manifest",
+    runtime_module: str = "tensorrt",
 ) -> None:
     """Refuse a plan that does not suit this machine; raises :class:`ModelError` naming the field.
 
@@ -74,11 +91,22 @@ def check_plan_manifest(
     * ``gpu_name`` and ``compute_capability`` must equal this GPU's; a plan built with
       ``build_options.hardware_compat = "ampere+"`` runs on any GPU of compute capability >= 8.0.
     * ``onnx_sha256`` must equal the sha256 of the ONNX file the plan names.
+    * With the lean runtime (``runtime_module == "tensorrt_lean"``) the plan must be
+      version-compatible: ``build_options.version_compatible`` must be present and true (a lean
+      runtime fails on any other plan with "Unexpected call to stub loadRunner", NVIDIA/TensorRT#4790).
     """
     missing = [f for f in PLAN_FIELDS if f not in plan_manifest]
     if missing:
         raise ModelError(f"{source}: tensorrt block lacks field(s) {', '.join(missing)}")
     options = plan_manifest.get("build_options") or {}
+    if not isinstance(options, Mapping):
+        raise ModelError(f"{source}: field build_options {options!r} is not an object")
+    if runtime_module == LEAN_MODULE and options.get("version_compatible") is not True:
+        found = "missing" if "version_compatible" not in options else repr(options.get("version_compatible"))
+        raise ModelError(
+            f"{source}: field build_options.version_compatible is {found}, expected true: the lean runtime {LEAN_MODULE} "
+            "loads only version-compatible plans (rebuild with tools/build_engine.py --version-compatible)"
+        )
     built = str(plan_manifest["tensorrt_version"])
     if bool(options.get("version_compatible", False)):
         b, r = _version_tuple(built), _version_tuple(trt_version)
@@ -111,13 +139,69 @@ def check_plan_manifest(
 
 
 def import_tensorrt() -> Any:
-    """Import the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean``."""
-    for name in ("tensorrt", "tensorrt_lean"):
+    """Import the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean``.
+
+    Which one was imported is ``module.__name__``; pass it to :func:`check_plan_manifest` as
+    ``runtime_module`` (the lean runtime refuses plans that are not version-compatible).
+    """
+    from ..engine_select import TENSORRT_MODULES
+
+    errors = []
+    for name in TENSORRT_MODULES:
         try:
             return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise BackendUnavailableError("TensorRT is not installed; pip install 'cervisag-edge[tensorrt]' (tensorrt or tensorrt-lean)")
+        except ImportError as exc:  # also a present module whose shared libraries fail to load
+            errors.append(f"{name}: {exc}")
+    raise BackendUnavailableError(f"TensorRT is not installed ({'; '.join(errors)}); {INSTALL_HINT}")
+
+
+#: numpy dtype of each TensorRT ``DataType`` name the backend can bind host buffers for.
+TRT_NUMPY_DTYPES: Mapping[str, str] = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool"}
+
+
+def check_engine_io(io: Mapping[str, tuple[str, str, tuple[int, ...]]], manifest: ModelManifest, source: str) -> None:
+    """Refuse an engine whose I/O does not match the manifest; raises :class:`ModelError` naming the tensor.
+
+    ``io`` maps each I/O tensor name to ``(mode, dtype, shape)`` as the engine reports them:
+    mode ``"INPUT"``/``"OUTPUT"`` (``TensorIOMode`` name), dtype a ``DataType`` name (``"FLOAT"``,
+    ``"HALF"``, …), shape with -1 for dynamic dimensions. The backend binds float32 buffers, so
+    both tensors must be FLOAT (an FP16-I/O plan would read half the bytes as garbage): the
+    shipped FP16 ONNX keeps FP32 I/O. Shapes: input (N, 1, H, W), output (N, K, h, w) with
+    K = number of landmarks and (h, w) the manifest's heatmap shape; N may be -1.
+    """
+    k = len(manifest.landmark_names)
+    want = {
+        manifest.input_name: ("INPUT", tuple(int(v) for v in manifest.input_shape[1:])),
+        manifest.output_name: ("OUTPUT", (k, *(int(v) for v in manifest.heatmap_shape))),
+    }
+    extra = sorted(set(io) - set(want))
+    if extra:
+        raise ModelError(f"{source}: engine has I/O tensor(s) {', '.join(extra)} the manifest does not name")
+    for name, (mode, tail) in want.items():
+        if name not in io:
+            raise ModelError(f"{source}: engine has no I/O tensor {name!r} (manifest field {'input_name' if mode == 'INPUT' else 'output_name'})")
+        got_mode, dtype, shape = io[name]
+        if got_mode != mode:
+            raise ModelError(f"{source}: engine tensor {name!r} is an {got_mode}, expected {mode}")
+        if dtype != "FLOAT":
+            raise ModelError(
+                f"{source}: engine tensor {name!r} has dtype {dtype}, expected FLOAT (float32 buffers); "
+                "build the plan from an ONNX with FP32 I/O (tools/quantize.py keeps it)"
+            )
+        shp = tuple(int(v) for v in shape)
+        if len(shp) != 1 + len(tail) or shp[1:] != tail:
+            raise ModelError(f"{source}: engine tensor {name!r} has shape {list(shp)}, expected [N, {', '.join(map(str, tail))}] from the manifest")
+
+
+def engine_io(engine: Any, trt: Any) -> dict[str, tuple[str, str, tuple[int, ...]]]:
+    """``{name: (mode, dtype, shape)}`` of a deserialised engine's I/O tensors (TensorRT 10/11 API)."""
+    out = {}
+    for i in range(int(engine.num_io_tensors)):
+        name = engine.get_tensor_name(i)
+        mode = engine.get_tensor_mode(name)
+        dtype = engine.get_tensor_dtype(name)
+        out[name] = (getattr(mode, "name", str(mode)), getattr(dtype, "name", str(dtype)), tuple(engine.get_tensor_shape(name)))
+    return out
 
 
 def plan_block(manifest: ModelManifest) -> Mapping[str, Any]:
@@ -148,9 +232,10 @@ class TensorRTBackend(Backend):
         onnx_path = Path(manifest.path) / str(block["onnx_file"])
         if not onnx_path.is_file():
             raise ModelError(f"{onnx_path}: ONNX file named by plan manifest field onnx_file does not exist; cannot verify the plan")
+        source = str(Path(manifest.path) / manifest.file)
         check_plan_manifest(
             block, trt_version=trt.__version__, gpu_name=gpu_name, compute_capability=cc,
-            onnx_sha256=sha256_file(onnx_path), source=str(Path(manifest.path) / manifest.file),
+            onnx_sha256=sha256_file(onnx_path), source=source, runtime_module=trt.__name__.split(".")[0],
         )
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -160,8 +245,10 @@ class TensorRTBackend(Backend):
         self._engine = self._runtime.deserialize_cuda_engine(plan_bytes)
         if self._engine is None:
             raise ModelError(f"{manifest.model_path}: TensorRT {trt.__version__} could not deserialise the plan")
+        check_engine_io(engine_io(self._engine, trt), manifest, source)
         self._context = self._engine.create_execution_context()
-        in_name, out_name = manifest.input_name, manifest.output_name
+        if self._context is None:
+            raise ModelError(f"{manifest.model_path}: TensorRT could not create an execution context (out of GPU memory?)")
         profile = block["profile"]
         self._max_batch = int(profile["max"][0])
         self._stream = memory.Stream()
@@ -174,51 +261,77 @@ class TensorRTBackend(Backend):
         self._d_out = memory.DeviceBuffer(int(np.prod(self._out_shape_max)) * 4)
         self._h_in = memory.PinnedArray(self._in_shape_max, np.float32)
         self._h_out = memory.PinnedArray(self._out_shape_max, np.float32)
-        self._context.set_tensor_address(in_name, self._d_in.ptr)
-        self._context.set_tensor_address(out_name, self._d_out.ptr)
+        self._bind(self._context)
         self._graph: Any = None
+        self._graph_context: Any = None
         self._graph_batch = 0
         self._current_batch = 0
+        self._gpu_pre: Any = None
+        self._gpu_dec: Any = None
         for _ in range(int(options.get("warmup", 2))):  # type: ignore[call-overload]
             self.infer_impl(np.zeros((1, 1, h, w), np.float32))
         if bool(options.get("cuda_graph", False)):
             self._capture_graph(int(options.get("graph_batch", 1)))  # type: ignore[call-overload]
+        if bool(options.get("gpu_preprocess", False)) or bool(options.get("gpu_decode", False)):
+            self._init_gpu_ops(bool(options.get("gpu_preprocess", False)), bool(options.get("gpu_decode", False)))
         logger.info("TensorRT %s plan %s loaded (max batch %d)", trt.__version__, manifest.model_path, self._max_batch)
 
     @property
     def max_batch(self) -> int | None:
         return self._max_batch
 
+    def _bind(self, context: Any) -> None:
+        """Point ``context``'s I/O tensors at the device buffers; every return value is checked."""
+        for name, buf in ((self.manifest.input_name, self._d_in), (self.manifest.output_name, self._d_out)):
+            if not context.set_tensor_address(name, buf.ptr):
+                raise ModelError(f"{self.manifest.model_path}: TensorRT refused set_tensor_address({name!r})")
+
+    def _set_shape(self, context: Any, n: int) -> None:
+        h, w = self.input_hw
+        if not 1 <= n <= self._max_batch or not context.set_input_shape(self.manifest.input_name, (n, 1, h, w)):
+            raise ModelError(f"{self.manifest.model_path}: TensorRT refused input shape {(n, 1, h, w)} (profile batch 1..{self._max_batch})")
+
     def _set_batch(self, n: int) -> None:
         if n != self._current_batch:
-            h, w = self.input_hw
-            if not self._context.set_input_shape(self.manifest.input_name, (n, 1, h, w)):
-                raise ModelError(f"{self.manifest.model_path}: TensorRT refused input shape {(n, 1, h, w)}")
+            self._set_shape(self._context, n)
             self._current_batch = n
 
-    def _enqueue(self, n: int) -> None:
+    def _execute(self, context: Any) -> None:
+        if not context.execute_async_v3(self._stream.ptr):
+            raise ModelError(f"{self.manifest.model_path}: execute_async_v3 failed")
+
+    def _enqueue(self, n: int, context: Any = None) -> None:
         from ..cuda import memory
 
         in_bytes = n * int(np.prod(self._in_shape_max[1:])) * 4
         out_bytes = n * int(np.prod(self._out_shape_max[1:])) * 4
         memory.copy_htod_async(self._d_in.ptr, self._h_in.array, self._stream, in_bytes)
-        if not self._context.execute_async_v3(self._stream.ptr):
-            raise ModelError(f"{self.manifest.model_path}: execute_async_v3 failed")
+        self._execute(context if context is not None else self._context)
         memory.copy_dtoh_async(self._h_out.array, self._d_out.ptr, self._stream, out_bytes)
 
     def _capture_graph(self, n: int) -> None:
+        """Capture copy-in, inference and copy-out for batch ``n`` on an execution context of its own.
+
+        The graph replays the kernels TensorRT chose for that context's shapes; giving it its own
+        context means a later batch of another size (which calls ``set_input_shape`` on the main
+        context) can never leave the graph running with a stale shape.
+        """
         from ..cuda import memory
 
-        self._set_batch(n)
-        self._enqueue(n)  # TensorRT needs one launch after a shape change before capture
+        ctx = self._engine.create_execution_context()
+        if ctx is None:
+            raise ModelError(f"{self.manifest.model_path}: TensorRT could not create the CUDA graph's execution context")
+        self._bind(ctx)
+        self._set_shape(ctx, n)
+        self._enqueue(n, ctx)  # TensorRT needs one launch after a shape change before capture
         self._stream.synchronize()
         graph = memory.CudaGraph(self._stream)
         graph.begin()
         try:
-            self._enqueue(n)
+            self._enqueue(n, ctx)
         finally:
             graph.end()
-        self._graph, self._graph_batch = graph, n
+        self._graph, self._graph_context, self._graph_batch = graph, ctx, n
         logger.info("captured a CUDA graph for batch %d", n)
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
@@ -232,10 +345,43 @@ class TensorRTBackend(Backend):
         self._stream.synchronize()
         return self._h_out.array[:n].copy()
 
+    # -- optional GPU pre/post-processing ----------------------------------------------
+    def _init_gpu_ops(self, preprocess: bool, decode: bool) -> None:
+        from ..codec import UDPHeatmapCodec
+        from ..cuda.ops import GpuDecoder, GpuPreprocessor
+
+        m = self.manifest
+        if preprocess:
+            self._gpu_pre = GpuPreprocessor(self.input_hw, mean=m.mean, std=m.std, pad_value=m.pad_value, stream=self._stream)
+        if decode:
+            codec = UDPHeatmapCodec.from_manifest(m.codec)
+            inv = 1.0 / codec.scale_xy  # heatmap px → input px, (W−1)/(w−1) (UDP)
+            self._gpu_dec = GpuDecoder(max_maps=self._max_batch * len(m.landmark_names), heatmap_hw=tuple(m.heatmap_shape),
+                                       scale_xy=(float(inv[0]), float(inv[1])), blur_sigma=codec.blur_sigma, stream=self._stream)
+
+    def infer_raw(self, raw_uint16: np.ndarray, *, slope: float, intercept: float, center: float, width: float,
+                  invert: bool) -> np.ndarray:
+        """Raw (H, W) uint16 → GPU preprocess → inference → (1, K, 3) float32 (x, y, score) in input px.
+
+        Needs the options ``gpu_preprocess=True`` and ``gpu_decode=True``; the letterbox transform
+        of the CPU path (``preprocess.letterbox_geometry``) maps the points back to original px.
+        """
+        if self._gpu_pre is None or self._gpu_dec is None:
+            raise ModelError(f"{self.manifest.model_path}: infer_raw needs the backend options gpu_preprocess and gpu_decode")
+        self._set_batch(1)
+        self._gpu_pre.upload(raw_uint16)
+        self._gpu_pre.run(self._d_in.ptr, slope=slope, intercept=intercept, wc=center, ww=width, invert=invert)
+        self._execute(self._context)
+        k = len(self.manifest.landmark_names)
+        return self._gpu_dec.run(self._d_out.ptr, k).reshape(1, k, 3)
+
     def close(self) -> None:
-        if getattr(self, "_graph", None) is not None:
-            self._graph.close()
-            self._graph = None
+        for attr in ("_gpu_pre", "_gpu_dec", "_graph"):
+            obj = getattr(self, attr, None)
+            if obj is not None:
+                obj.close()
+                setattr(self, attr, None)
+        self._graph_context = None
         for attr in ("_h_in", "_h_out", "_d_in", "_d_out", "_stream"):
             obj = getattr(self, attr, None)
             if obj is not None:

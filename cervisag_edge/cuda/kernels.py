@@ -9,6 +9,13 @@ Two kernels, each with a numpy twin in :mod:`.reference`:
 * ``decode_dark``: heatmaps (N, K, h, w) float32 → per map argmax (first index on ties) + DARK
   refinement on a Gaussian-smoothed patch + the raw maximum as confidence → (N, K, 3) float32
   ``(x, y, score)`` in model-input px (UDP scale), so heatmaps never leave the GPU.
+
+The math is not restated here: the letterbox geometry comes from
+``preprocess.letterbox_geometry``, the window constants from ``imaging.linear_window_terms``,
+the Gaussian taps and DARK's floor from ``codec.gaussian_taps`` / ``codec.DARK_EPS``. Each
+kernel carries ``__launch_bounds__`` equal to the largest block its geometry function allows,
+so the compiler keeps registers per thread within what such a block can get (checked with
+ptxas in ``tests/test_cuda_kernels.py``).
 """
 from __future__ import annotations
 
@@ -18,8 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codec import DARK_EPS, gaussian_taps
+
 PREPROCESS_BLOCK: tuple[int, int, int] = (32, 8, 1)
+#: Largest block of ``preprocess_u16`` (its ``__launch_bounds__``).
+PREPROCESS_MAX_THREADS = 256
 DECODE_THREADS = 256
+#: Largest block of ``decode_dark`` (its ``__launch_bounds__``): its FP64 DARK step needs ~144
+#: registers per thread on sm_90, so 1024 threads (147 456 registers) could never launch.
+DECODE_MAX_THREADS = 256
+#: Kernel name → the most threads per block it is compiled for.
+MAX_THREADS: dict[str, int] = {"preprocess_u16": PREPROCESS_MAX_THREADS, "decode_dark": DECODE_MAX_THREADS}
 
 
 @dataclass(frozen=True)
@@ -40,8 +56,8 @@ def preprocess_geometry(out_hw: tuple[int, int], block: tuple[int, int, int] = P
     h, w = int(out_hw[0]), int(out_hw[1])
     if h < 1 or w < 1:
         raise ValueError(f"output size {(h, w)} must be at least 1×1")
-    if block[0] * block[1] * block[2] > 1024:
-        raise ValueError(f"block {block} exceeds 1024 threads")
+    if block[0] * block[1] * block[2] > PREPROCESS_MAX_THREADS:
+        raise ValueError(f"block {block} exceeds {PREPROCESS_MAX_THREADS} threads (the kernel's __launch_bounds__)")
     return LaunchGeometry(grid=(math.ceil(w / block[0]), math.ceil(h / block[1]), 1), block=block)
 
 
@@ -49,51 +65,42 @@ def decode_geometry(n_maps: int, threads: int = DECODE_THREADS) -> LaunchGeometr
     """One block per heatmap (N·K blocks), ``threads`` threads (a power of two) reduce the argmax."""
     if n_maps < 1:
         raise ValueError(f"number of heatmaps {n_maps} must be >= 1")
-    if threads < 32 or threads > 1024 or threads & (threads - 1):
-        raise ValueError(f"threads {threads} must be a power of two in 32..1024")
+    if threads < 32 or threads > DECODE_MAX_THREADS or threads & (threads - 1):
+        raise ValueError(f"threads {threads} must be a power of two in 32..{DECODE_MAX_THREADS} (the kernel's __launch_bounds__)")
     return LaunchGeometry(grid=(int(n_maps), 1, 1), block=(threads, 1, 1), shared_bytes=threads * 8)
 
 
 def letterbox_size(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """(new_h, new_w, pad_y, pad_x) of the letterbox of an (H, W) image into (H_in, W_in).
 
-    The same rule as ``preprocess.letterbox_geometry`` (kept aspect, rounded size, centred, extra
-    pixel of padding at the end), restated here so the GPU path needs no OpenCV import.
+    ``preprocess.letterbox_geometry`` (the one definition) in the kernel's argument order.
     """
+    from ..preprocess import letterbox_geometry
+
     H, W = int(src_hw[0]), int(src_hw[1])
     H_in, W_in = int(out_hw[0]), int(out_hw[1])
     if min(H, W, H_in, W_in) < 1:
         raise ValueError(f"sizes {(H, W)} → {(H_in, W_in)} must be at least 1×1")
-    s = min(W_in / W, H_in / H)
-    new_w = min(W_in, max(1, int(round(W * s))))
-    new_h = min(H_in, max(1, int(round(H * s))))
-    return new_h, new_w, (H_in - new_h) // 2, (W_in - new_w) // 2
-
-
-def gaussian_taps(blur_sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of radius ceil(3σ) (at least 1), as the CPU codec's DARK blur uses."""
-    if blur_sigma <= 0:
-        return np.ones(1, dtype=np.float64)
-    r = max(1, int(math.ceil(3 * blur_sigma)))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-(x**2) / (2 * blur_sigma**2))
-    return k / k.sum()
+    (new_w, new_h), tf = letterbox_geometry((W, H), (W_in, H_in))
+    return new_h, new_w, int(tf.pad_y), int(tf.pad_x)
 
 
 PREPROCESS_SOURCE = r"""
 extern "C" __device__ __forceinline__ float cv_display(unsigned short raw, double slope, double intercept,
-                                                     float c_minus_half, float inv_wm1, int invert) {
-    float v = (float)((double)raw * slope + intercept);
-    float y = (v - c_minus_half) * inv_wm1 + 0.5f;
+                                                     float c_minus_half, float inv_w_minus_1, int invert) {
+    float v = (float)__dadd_rn(__dmul_rn((double)raw, slope), intercept);  /* no FMA: as numpy rounds */
+    /* imaging.window_linear divides by (w - 1); a multiply by its reciprocal keeps IEEE division's
+       slow-path call (and the stack frame ptxas reports as spills) out of the kernel: <= 1 ulp apart. */
+    float y = (v - c_minus_half) * inv_w_minus_1 + 0.5f;
     y = fminf(fmaxf(y, 0.0f), 1.0f);
     return invert ? 1.0f - y : y;
 }
 
-extern "C" __global__ void preprocess_u16(
+extern "C" __global__ void __launch_bounds__({max_threads}) preprocess_u16(
     const unsigned short* __restrict__ src, int src_h, int src_w,
     float* __restrict__ dst, int dst_h, int dst_w,
     int new_h, int new_w, int pad_y, int pad_x,
-    double slope, double intercept, float c_minus_half, float inv_wm1, int invert,
+    double slope, double intercept, float c_minus_half, float inv_w_minus_1, int invert,
     float mean, float inv_std, float pad_value, int area)
 {
     int ox = blockIdx.x * blockDim.x + threadIdx.x;
@@ -118,7 +125,7 @@ extern "C" __global__ void preprocess_u16(
             for (int i = jx0; i < jx1; ++i) {
                 float wx = (float)(fmin((double)(i + 1), x1) - fmax((double)i, x0));
                 if (wx <= 0.0f) continue;
-                racc += wx * cv_display(row[i], slope, intercept, c_minus_half, inv_wm1, invert);
+                racc += wx * cv_display(row[i], slope, intercept, c_minus_half, inv_w_minus_1, invert);
                 rw += wx;
             }
             acc += wy * racc;
@@ -133,10 +140,10 @@ extern "C" __global__ void preprocess_u16(
         int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
         int x1 = min(x0 + 1, src_w - 1), y1 = min(y0 + 1, src_h - 1);
         float fx = sx - x0, fy = sy - y0;
-        float a = cv_display(src[(size_t)y0 * src_w + x0], slope, intercept, c_minus_half, inv_wm1, invert);
-        float b = cv_display(src[(size_t)y0 * src_w + x1], slope, intercept, c_minus_half, inv_wm1, invert);
-        float c = cv_display(src[(size_t)y1 * src_w + x0], slope, intercept, c_minus_half, inv_wm1, invert);
-        float d = cv_display(src[(size_t)y1 * src_w + x1], slope, intercept, c_minus_half, inv_wm1, invert);
+        float a = cv_display(src[(size_t)y0 * src_w + x0], slope, intercept, c_minus_half, inv_w_minus_1, invert);
+        float b = cv_display(src[(size_t)y0 * src_w + x1], slope, intercept, c_minus_half, inv_w_minus_1, invert);
+        float c = cv_display(src[(size_t)y1 * src_w + x0], slope, intercept, c_minus_half, inv_w_minus_1, invert);
+        float d = cv_display(src[(size_t)y1 * src_w + x1], slope, intercept, c_minus_half, inv_w_minus_1, invert);
         value = (1.0f - fy) * ((1.0f - fx) * a + fx * b) + fy * ((1.0f - fx) * c + fx * d);
     }
     dst[(size_t)oy * dst_w + ox] = (value - mean) * inv_std;
@@ -150,7 +157,7 @@ _DECODE_TEMPLATE = r"""
 #define PATCH (2 * HALF + 1)
 __constant__ double kTaps[TAPS] = {{ {taps} }};
 
-extern "C" __global__ void decode_dark(const float* __restrict__ heatmaps, int h, int w,
+extern "C" __global__ void __launch_bounds__({max_threads}) decode_dark(const float* __restrict__ heatmaps, int h, int w,
                                        float* __restrict__ out, float scale_x, float scale_y)
 {{
     extern __shared__ unsigned char smem[];
@@ -220,22 +227,25 @@ extern "C" __global__ void decode_dark(const float* __restrict__ heatmaps, int h
 }}
 """
 
-DARK_EPS = 1e-10
-
-
 def decode_source(blur_sigma: float = 1.0) -> str:
     """CUDA source of ``decode_dark`` with the Gaussian taps of ``blur_sigma`` baked in."""
     taps = gaussian_taps(blur_sigma)
     radius = len(taps) // 2
     # Without blur the CPU codec still reads a (2·1+1)² window: HALF = 1 means a 3×3 patch.
     return _DECODE_TEMPLATE.format(
-        ntaps=len(taps), radius=radius, taps=", ".join(repr(float(t)) for t in taps), eps=repr(DARK_EPS)
+        ntaps=len(taps), radius=radius, taps=", ".join(repr(float(t)) for t in taps), eps=repr(DARK_EPS),
+        max_threads=DECODE_MAX_THREADS,
     )
 
 
 def preprocess_source() -> str:
     """CUDA source of ``preprocess_u16``."""
-    return PREPROCESS_SOURCE
+    return PREPROCESS_SOURCE.replace("{max_threads}", str(PREPROCESS_MAX_THREADS))
+
+
+def all_sources(blur_sigma: float = 1.0) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """File name → (CUDA source, kernel names) of every module the GPU path compiles."""
+    return {"preprocess.cu": (preprocess_source(), ("preprocess_u16",)), "decode.cu": (decode_source(blur_sigma), ("decode_dark",))}
 
 
 def cache_key(source: str, arch: str, options: tuple[str, ...] = ()) -> str:

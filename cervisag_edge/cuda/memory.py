@@ -67,6 +67,30 @@ class Stream:
             self.handle = None
 
 
+class Event:
+    """A CUDA event without timing (``cudaEventDisableTiming``): record on a stream, wait on the host."""
+
+    def __init__(self) -> None:
+        rt = cudart()
+        self._rt = rt
+        self.handle = check(rt.cudaEventCreateWithFlags(rt.cudaEventDisableTiming), "cudaEventCreateWithFlags")
+        self.recorded = False
+
+    def record(self, stream: Stream) -> None:
+        check(self._rt.cudaEventRecord(self.handle, stream.handle), "cudaEventRecord")
+        self.recorded = True
+
+    def synchronize(self) -> None:
+        """Block until the work recorded before this event has finished (no-op when never recorded)."""
+        if self.recorded:
+            check(self._rt.cudaEventSynchronize(self.handle), "cudaEventSynchronize")
+
+    def close(self) -> None:
+        if self.handle is not None:
+            check(self._rt.cudaEventDestroy(self.handle), "cudaEventDestroy")
+            self.handle = None
+
+
 class DeviceBuffer:
     """``nbytes`` of device memory from ``cudaMalloc``; ``ptr`` is its address."""
 

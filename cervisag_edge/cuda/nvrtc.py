@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,50 @@ def _compile(source: str, arch: str, name: str, options: tuple[str, ...]) -> byt
         _check(nv.nvrtcGetCUBIN(prog, buf), "nvrtcGetCUBIN")
         logger.info("NVRTC compiled %s for %s (%d bytes)", name, arch, len(buf))
         return buf
+    finally:
+        nv.nvrtcDestroyProgram(prog)
+
+
+@dataclass(frozen=True)
+class KernelResources:
+    """What ptxas reported for one kernel entry: registers per thread, spills, stack frame (bytes)."""
+
+    name: str
+    arch: str
+    registers: int
+    spill_stores_bytes: int
+    spill_loads_bytes: int
+    stack_frame_bytes: int
+
+
+_ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_REGS = re.compile(r"Used (\d+) registers")
+
+
+def parse_ptxas_log(log: str) -> dict[str, KernelResources]:
+    """Kernel name → :class:`KernelResources` from a ``ptxas -v`` log (as NVRTC returns it)."""
+    out: dict[str, KernelResources] = {}
+    parts = _ENTRY.split(log)
+    for i in range(1, len(parts) - 2, 3):
+        name, arch, body = parts[i], parts[i + 1], parts[i + 2]
+        regs, frame = _REGS.search(body), _FRAME.search(body)
+        if regs is None:
+            raise ValueError(f"ptxas log for {name} ({arch}) has no register count: {body[:200]!r}")
+        f = [int(v) for v in frame.groups()] if frame else [0, 0, 0]
+        out[name] = KernelResources(name, arch, int(regs.group(1)), f[1], f[2], f[0])
+    return out
+
+
+def kernel_resources(source: str, arch: str, name: str = "kernels.cu",
+                     options: tuple[str, ...] = DEFAULT_OPTIONS) -> dict[str, KernelResources]:
+    """Compile ``source`` for ``arch`` with ``--ptxas-options=-v`` (no GPU needed) and return each kernel's resources."""
+    nv = _nvrtc()
+    prog = _check(nv.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
+    try:
+        opts = [f"--gpu-architecture={arch}".encode(), *(o.encode() for o in options), b"--ptxas-options=-v"]
+        _check(nv.nvrtcCompileProgram(prog, len(opts), opts), f"nvrtcCompileProgram({name}, {arch})", prog)
+        return parse_ptxas_log(program_log(prog))
     finally:
         nv.nvrtcDestroyProgram(prog)
 

@@ -23,41 +23,85 @@ def _driver() -> Any:
     return driver
 
 
+class _Current:
+    """Make ``ctx`` current on the calling thread for a ``with`` block (push, then pop)."""
+
+    def __init__(self, drv: Any, ctx: Any) -> None:
+        self._drv, self._ctx = drv, ctx
+
+    def __enter__(self) -> None:
+        memory.check(self._drv.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
+
+    def __exit__(self, *exc: object) -> None:
+        memory.check(self._drv.cuCtxPopCurrent(), "cuCtxPopCurrent")
+
+
+def pack_args(args: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``cuLaunchKernel``'s ``kernelParams``: a uint64 array of the addresses of each argument's value.
+
+    Each argument is a 0-d numpy array of the kernel parameter's exact C type (``np.uint64`` for
+    pointers, ``np.int32`` for ``int``, ``np.float32``/``np.float64`` for ``float``/``double``).
+    Returns (addresses, the arrays they point into): keep both alive until the launch returns.
+    """
+    for i, a in enumerate(args):
+        if not isinstance(a, np.ndarray) or a.ndim != 0:
+            raise TypeError(f"kernel argument {i} must be a 0-d numpy array of its C type, got {type(a).__name__}")
+    return np.array([a.ctypes.data for a in args], dtype=np.uint64), args
+
+
 class KernelModule:
-    """A CUBIN loaded into the current context (``cuModuleLoadData``) and its functions by name."""
+    """A CUBIN loaded into ``device``'s primary context, and its functions by name.
+
+    The context is explicit: every driver call runs with it pushed on the calling thread, so a
+    module made on one thread can be launched from another (the runtime API and TensorRT use
+    the same primary context).
+    """
 
     def __init__(self, source: str, name: str, device: int = 0) -> None:
-        rt = memory.cudart()
-        memory.check(rt.cudaSetDevice(device), "cudaSetDevice")
-        memory.check(rt.cudaFree(0), "cudaFree(0) (context init)")
+        drv = _driver()
+        self._drv = drv
+        memory.check(drv.cuInit(0), "cuInit")
+        self._device = memory.check(drv.cuDeviceGet(device), f"cuDeviceGet({device})")
+        self.context = memory.check(drv.cuDevicePrimaryCtxRetain(self._device), "cuDevicePrimaryCtxRetain")
         _, cc, _ = memory.device_properties(device)
         self.arch = nvrtc.arch_for(cc)
         cubin = nvrtc.compile_cubin(source, self.arch, name)
-        drv = _driver()
-        self._drv = drv
-        self.module = memory.check(drv.cuModuleLoadData(cubin), "cuModuleLoadData")
+        with self.current():
+            self.module = memory.check(drv.cuModuleLoadData(cubin), "cuModuleLoadData")
         self._functions: dict[str, Any] = {}
+
+    def current(self) -> _Current:
+        """Context manager that makes this module's context current on the calling thread."""
+        return _Current(self._drv, self.context)
 
     def function(self, name: str) -> Any:
         if name not in self._functions:
-            self._functions[name] = memory.check(self._drv.cuModuleGetFunction(self.module, name.encode()), f"cuModuleGetFunction({name})")
+            with self.current():
+                self._functions[name] = memory.check(self._drv.cuModuleGetFunction(self.module, name.encode()),
+                                                     f"cuModuleGetFunction({name})")
         return self._functions[name]
 
     def launch(self, name: str, geometry: kernels.LaunchGeometry, stream: memory.Stream, args: list[np.ndarray]) -> None:
         """Launch ``name`` with scalar arguments given as 0-d numpy arrays of the exact C types."""
-        ptrs = np.array([a.ctypes.data for a in args], dtype=np.uint64)
-        memory.check(
-            self._drv.cuLaunchKernel(
-                self.function(name), *geometry.grid, *geometry.block, geometry.shared_bytes,
-                stream.handle, ptrs.ctypes.data, 0,
-            ),
-            f"cuLaunchKernel({name})",
-        )
+        limit = kernels.MAX_THREADS.get(name)
+        threads = int(np.prod(geometry.block))
+        if limit is not None and threads > limit:
+            raise ValueError(f"block {geometry.block} has {threads} threads; {name} is compiled for at most {limit}")
+        ptrs, _keep = pack_args(args)
+        func = self.function(name)
+        with self.current():
+            memory.check(
+                self._drv.cuLaunchKernel(func, *geometry.grid, *geometry.block, geometry.shared_bytes,
+                                         stream.handle, ptrs.ctypes.data, 0),
+                f"cuLaunchKernel({name})",
+            )
 
     def close(self) -> None:
         if self.module is not None:
-            memory.check(self._drv.cuModuleUnload(self.module), "cuModuleUnload")
+            with self.current():
+                memory.check(self._drv.cuModuleUnload(self.module), "cuModuleUnload")
             self.module = None
+            memory.check(self._drv.cuDevicePrimaryCtxRelease(self._device), "cuDevicePrimaryCtxRelease")
 
 
 def _u64(v: int) -> np.ndarray:
@@ -76,6 +120,30 @@ def _f64(v: float) -> np.ndarray:
     return np.array(v, dtype=np.float64)
 
 
+def preprocess_arguments(src_ptr: int, src_hw: tuple[int, int], dst_ptr: int, out_hw: tuple[int, int], *, slope: float,
+                         intercept: float, wc: float, ww: float, invert: bool, mean: float, std: float,
+                         pad_value: float) -> list[np.ndarray]:
+    """``preprocess_u16``'s 19 arguments as 0-d arrays of the C types of its signature (pure; no GPU)."""
+    from .reference import kernel_scalars
+
+    H, W = int(src_hw[0]), int(src_hw[1])
+    H_in, W_in = int(out_hw[0]), int(out_hw[1])
+    H_new, W_new, pad_y, pad_x = kernels.letterbox_size((H, W), (H_in, W_in))
+    s = kernel_scalars(slope, intercept, wc, ww, mean, std)
+    area = int(W_new < W or H_new < H)
+    return [
+        _u64(src_ptr), _i32(H), _i32(W), _u64(dst_ptr), _i32(H_in), _i32(W_in),
+        _i32(H_new), _i32(W_new), _i32(pad_y), _i32(pad_x),
+        _f64(s["slope"]), _f64(s["intercept"]), _f32(s["c_minus_half"]), _f32(s["inv_w_minus_1"]), _i32(int(bool(invert))),
+        _f32(s["mean"]), _f32(s["inv_std"]), _f32(pad_value), _i32(area),
+    ]
+
+
+def decode_arguments(heatmaps_ptr: int, heatmap_hw: tuple[int, int], out_ptr: int, scale_xy: tuple[float, float]) -> list[np.ndarray]:
+    """``decode_dark``'s 6 arguments as 0-d arrays of the C types of its signature (pure; no GPU)."""
+    return [_u64(heatmaps_ptr), _i32(heatmap_hw[0]), _i32(heatmap_hw[1]), _u64(out_ptr), _f32(scale_xy[0]), _f32(scale_xy[1])]
+
+
 class GpuPreprocessor:
     """Fused raw-uint16 → normalised letterboxed model input, for one source size at a time."""
 
@@ -88,44 +156,55 @@ class GpuPreprocessor:
         self.module = KernelModule(kernels.preprocess_source(), "preprocess.cu")
         self._src: memory.DeviceBuffer | None = None
         self._pinned: memory.PinnedArray | None = None
+        # Recorded after each host→device copy out of the pinned buffer: the next upload waits on
+        # it before overwriting the buffer the previous asynchronous copy may still be reading.
+        self._copied = memory.Event()
 
     def _ensure_src(self, shape: tuple[int, int]) -> None:
         if self._pinned is None or self._pinned.array.shape != shape:
+            self._copied.synchronize()
             for buf in (self._src, self._pinned):
                 if buf is not None:
                     buf.close()
             self._pinned = memory.PinnedArray(shape, np.uint16)
             self._src = memory.DeviceBuffer(self._pinned.nbytes)
 
-    def upload(self, raw_uint16: np.ndarray) -> None:
-        """Copy a host (H, W) uint16 image into the pinned staging buffer and on to the device."""
+    def stage(self, raw_uint16: np.ndarray) -> None:
+        """Host → pinned: copy a (H, W) uint16 image into the staging buffer, once the last copy out of it is done."""
         raw = np.asarray(raw_uint16)
         if raw.dtype != np.uint16 or raw.ndim != 2:
             raise ValueError(f"raw image must be 2-D uint16, got {raw.dtype} {raw.shape}")
         self._ensure_src(raw.shape)
+        self._copied.synchronize()
         self._pinned.array[...] = raw  # type: ignore[union-attr]
-        memory.copy_htod_async(self._src.ptr, self._pinned.array, self.stream)  # type: ignore[union-attr]
+
+    def transfer(self) -> None:
+        """Pinned → device, asynchronously on the stream; records the event :meth:`stage` waits on."""
+        if self._pinned is None or self._src is None:
+            raise ValueError("GpuPreprocessor.transfer called before stage")
+        memory.copy_htod_async(self._src.ptr, self._pinned.array, self.stream)
+        self._copied.record(self.stream)
+
+    def upload(self, raw_uint16: np.ndarray) -> None:
+        """Copy a host (H, W) uint16 image into the pinned staging buffer and on to the device (:meth:`stage` + :meth:`transfer`)."""
+        self.stage(raw_uint16)
+        self.transfer()
+
+    def arguments(self, dst_ptr: int, *, slope: float, intercept: float, wc: float, ww: float, invert: bool) -> list[np.ndarray]:
+        """The ``preprocess_u16`` arguments, in the kernel's parameter order (see :func:`preprocess_arguments`)."""
+        if self._pinned is None or self._src is None:
+            raise ValueError("GpuPreprocessor.run called before upload")
+        return preprocess_arguments(self._src.ptr, self._pinned.array.shape, dst_ptr, self.out_hw, slope=slope, intercept=intercept,
+                                    wc=wc, ww=ww, invert=invert, mean=self.mean, std=self.std, pad_value=self.pad_value)
 
     def run(self, dst_ptr: int, *, slope: float, intercept: float, wc: float, ww: float, invert: bool) -> None:
         """Preprocess the uploaded image into ``dst_ptr`` ((H_in, W_in) float32 on the device)."""
-        from .reference import kernel_scalars
-
-        if self._pinned is None or self._src is None:
-            raise ValueError("GpuPreprocessor.run called before upload")
-        H, W = self._pinned.array.shape
-        H_in, W_in = self.out_hw
-        H_new, W_new, pad_y, pad_x = kernels.letterbox_size((H, W), (H_in, W_in))
-        s = kernel_scalars(slope, intercept, wc, ww, self.mean, self.std)
-        area = int(W_new < W or H_new < H)
-        args = [
-            _u64(self._src.ptr), _i32(H), _i32(W), _u64(dst_ptr), _i32(H_in), _i32(W_in),
-            _i32(H_new), _i32(W_new), _i32(pad_y), _i32(pad_x),
-            _f64(s["slope"]), _f64(s["intercept"]), _f32(s["c_minus_half"]), _f32(s["inv_wm1"]), _i32(int(bool(invert))),
-            _f32(s["mean"]), _f32(s["inv_std"]), _f32(self.pad_value), _i32(area),
-        ]
+        args = self.arguments(dst_ptr, slope=slope, intercept=intercept, wc=wc, ww=ww, invert=invert)
         self.module.launch("preprocess_u16", kernels.preprocess_geometry(self.out_hw), self.stream, args)
 
     def close(self) -> None:
+        self._copied.synchronize()
+        self._copied.close()
         for buf in (self._src, self._pinned):
             if buf is not None:
                 buf.close()
@@ -150,8 +229,7 @@ class GpuDecoder:
         """Decode ``n_maps`` heatmaps at ``heatmaps_ptr``; returns a (n_maps, 3) float32 copy."""
         if not 1 <= n_maps <= self.max_maps:
             raise ValueError(f"n_maps {n_maps} outside 1..{self.max_maps}")
-        h, w = self.heatmap_hw
-        args = [_u64(heatmaps_ptr), _i32(h), _i32(w), _u64(self._out.ptr), _f32(self.scale_xy[0]), _f32(self.scale_xy[1])]
+        args = decode_arguments(heatmaps_ptr, self.heatmap_hw, self._out.ptr, self.scale_xy)
         self.module.launch("decode_dark", kernels.decode_geometry(n_maps), self.stream, args)
         memory.copy_dtoh_async(self._host.array, self._out.ptr, self.stream, n_maps * 3 * 4)
         self.stream.synchronize()

@@ -2,54 +2,32 @@
 
 :func:`preprocess_reference` follows the kernel's algorithm step by step (window per source
 pixel, then area weights or bilinear taps, then normalisation) and is itself tested against the
-CPU path (``imaging.window_linear`` + ``preprocess.letterbox`` + ``preprocess.normalize``). Needs only numpy.
+CPU path (``imaging.window_linear`` + ``preprocess.letterbox`` + ``preprocess.normalize``). It
+holds no math of its own: the display chain is ``imaging``'s, the letterbox geometry and the
+per-axis resize weights are ``preprocess``'s (the weights are its numpy resize applied to the
+identity).
 :func:`decode_reference` is the CPU codec's DARK decode scaled to input px.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..imaging import apply_rescale, invert_monochrome1, linear_window_terms, window_linear
+from ..preprocess import area_weights, linear_weights
 from .kernels import letterbox_size
 
+__all__ = ["area_weights", "linear_weights", "display_from_raw", "preprocess_reference", "kernel_scalars", "decode_reference"]
 
 
 def display_from_raw(raw_uint16: np.ndarray, slope: float, intercept: float, wc: float, ww: float, invert: bool) -> np.ndarray:
-    """(H, W) uint16 → (H, W) float32 display in [0, 1]: rescale, LINEAR window, optional inversion."""
-    if not np.isfinite(ww) or ww < 1:
-        raise ValueError(f"window width {ww!r} out of range, expected >= 1")
-    v = (np.asarray(raw_uint16, dtype=np.float64) * float(slope) + float(intercept)).astype(np.float32)
-    y = (v - np.float32(wc - 0.5)) * np.float32(1.0 / max(ww - 1.0, 1e-6)) + np.float32(0.5)
-    y = np.clip(y, 0.0, 1.0).astype(np.float32)
-    return (np.float32(1.0) - y) if invert else y
+    """(H, W) uint16 → (H, W) float32 display in [0, 1]: the CPU display chain itself.
 
-
-def area_weights(src_n: int, dst_n: int) -> np.ndarray:
-    """(dst_n, src_n) float64 area-average weights: row d covers source [d·s, (d+1)·s), s = src_n/dst_n.
-
-    Border pixels get their fractional overlap; each row sums to 1.
+    ``imaging.apply_rescale`` → ``imaging.window_linear`` → optional ``imaging.invert_monochrome1``:
+    the oracle the kernel's ``cv_display`` implements (it multiplies by the float32 reciprocal of
+    ``w - 1`` where the CPU divides: at most one float32 ulp apart).
     """
-    if dst_n < 1 or src_n < 1:
-        raise ValueError(f"sizes {src_n} → {dst_n} must be >= 1")
-    inv = src_n / dst_n
-    d = np.arange(dst_n, dtype=np.float64)[:, None]
-    j = np.arange(src_n, dtype=np.float64)[None, :]
-    lo = d * inv
-    hi = np.minimum((d + 1) * inv, float(src_n))
-    w = np.clip(np.minimum(j + 1, hi) - np.maximum(j, lo), 0.0, None)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def linear_weights(src_n: int, dst_n: int) -> np.ndarray:
-    """(dst_n, src_n) bilinear weights with half-pixel centres and edge clamping (cv2.INTER_LINEAR)."""
-    s = (np.arange(dst_n, dtype=np.float64) + 0.5) * (src_n / dst_n) - 0.5
-    s = np.clip(s, 0.0, src_n - 1)
-    x0 = np.floor(s).astype(np.int64)
-    x1 = np.minimum(x0 + 1, src_n - 1)
-    f = s - x0
-    w = np.zeros((dst_n, src_n), dtype=np.float64)
-    np.add.at(w, (np.arange(dst_n), x0), 1.0 - f)
-    np.add.at(w, (np.arange(dst_n), x1), f)
-    return w
+    y = window_linear(apply_rescale(np.asarray(raw_uint16), slope, intercept), wc, ww)
+    return invert_monochrome1(y) if invert else y
 
 
 def preprocess_reference(
@@ -89,10 +67,13 @@ def preprocess_reference(
 
 
 def kernel_scalars(slope: float, intercept: float, wc: float, ww: float, mean: float, std: float) -> dict[str, float]:
-    """The float parameters the kernel receives, derived exactly as the reference uses them."""
+    """The float parameters the kernel receives: the window's from ``imaging.linear_window_terms``."""
+    if not std > 0:
+        raise ValueError(f"normalisation std {std!r} must be > 0")
+    c_minus_half, w_minus_1 = linear_window_terms(wc, ww)
     return {
-        "slope": float(slope), "intercept": float(intercept), "c_minus_half": float(np.float32(wc - 0.5)),
-        "inv_wm1": float(np.float32(1.0 / max(ww - 1.0, 1e-6))), "mean": float(mean), "inv_std": float(1.0 / std),
+        "slope": float(slope), "intercept": float(intercept), "c_minus_half": float(c_minus_half),
+        "inv_w_minus_1": float(np.float32(1.0) / w_minus_1), "mean": float(mean), "inv_std": float(1.0 / std),
     }
 
 
