@@ -88,11 +88,14 @@ def test_decode_cuda(benchmark, heatmaps, ort) -> None:
     dev = memory.DeviceBuffer(heatmaps.nbytes)
     memory.copy_htod_async(dev.ptr, np.ascontiguousarray(heatmaps), stream)
     stream.synchronize()
-    in_h, in_w = ort.manifest.input_hw
-    dec = GpuDecoder(max_maps=k, heatmap_hw=(h, w), scale_xy=(in_w / w, in_h / h), blur_sigma=ort.codec.blur_sigma, stream=stream)
+    to_input = 1.0 / ort.codec.scale_xy  # heatmap px → input px: (W − 1) / (w − 1), the UDP codec's own mapping
+    dec = GpuDecoder(max_maps=k, heatmap_hw=(h, w), scale_xy=(float(to_input[0]), float(to_input[1])),
+                     blur_sigma=ort.codec.blur_sigma, stream=stream)
     try:
         out = benchmark(dec.run, dev.ptr, k)
-        assert out.shape == (k, 3)
+        coords, scores = ort.codec.decode(heatmaps)
+        np.testing.assert_allclose(out[:, :2], coords, atol=1e-3)  # codec.decode gives input px
+        np.testing.assert_allclose(out[:, 2], scores, atol=1e-6)
     finally:
         dec.close()
         dev.close()

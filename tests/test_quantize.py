@@ -135,6 +135,12 @@ def test_run_writes_three_variants_with_manifests(tiny: Path, tmp_path: Path) ->
     inits = {t.name: t for t in g.initializer}
     zps = [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in g.node if n.op_type == "QuantizeLinear" and n.input[2] in inits]
     assert all(np.all(z == 0) for z in zps)
+    # TensorRT accepts INT8 Q/DQ only: no Conv bias quantised to INT32 behind a DequantizeLinear
+    producer = {o: n for n in g.node for o in n.output}
+    assert all(inits[n.input[0]].data_type == TensorProto.INT8 for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
+    assert all(n.input[2] in inits for n in g.node if n.op_type == "Conv" and len(n.input) > 2), [
+        producer[n.input[2]].op_type for n in g.node if n.op_type == "Conv" and len(n.input) > 2 and n.input[2] not in inits]
+    assert trt.extra["quantization"]["extra_options"]["QuantizeBias"] is False
     assert trt.extra["quantization"]["activation_type"] == "QInt8"
     cpu = load_manifest(tmp_path / "tiny.int8-cpu.json")
     assert cpu.extra["quantization"]["activation_type"] == "QUInt8"

@@ -149,6 +149,7 @@ def test_parse_args_validates() -> None:
     a = be.parse_args(["x.json", "--max-batch", "8", "--version-compatible", "--hardware-compat", "ampere+"])
     opts = be.options_from_args(a, Path("/e/m.timing.cache"))
     assert (opts.max_batch, opts.version_compatible, opts.hardware_compat, opts.timing_cache) == (8, True, "ampere+", "m.timing.cache")
+    assert opts.tf32 is True and be.options_from_args(be.parse_args(["x.json", "--no-tf32"]), Path("c")).tf32 is False
     for bad in (["x.json", "--max-batch", "0"], ["x.json", "--opt-batch", "3", "--max-batch", "2"], ["x.json", "--hardware-compat", "turing+"]):
         with pytest.raises(SystemExit):
             be.parse_args(bad)
@@ -209,10 +210,14 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path) -> None:  # pragma
 
     from cervisag_edge.backends.tensorrt import TensorRTBackend
     manifest = _export_tiny(tmp_path)
-    rc = be.main([str(tmp_path / "tiny.json"), "--max-batch", "2"])
+    rc = be.main([str(tmp_path / "tiny.json"), "--max-batch", "2", "--no-tf32"])  # full FP32 for parity
     assert rc == 0
     pm = load_manifest(tmp_path / "tiny.plan.json")
+    assert plan_block(pm)["build_options"]["tf32"] is False
     x = np.random.default_rng(0).standard_normal((2, 1, 64, 64)).astype(np.float32)
-    ref = ort.InferenceSession(str(manifest.model_path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    sess = ort.InferenceSession(str(manifest.model_path), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"image": x})[0]
     with TensorRTBackend(pm, cuda_graph=True, graph_batch=2) as b:
-        np.testing.assert_allclose(b.infer(x), ref, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(b.infer(x), ref, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(b.infer(x[:1]), ref[:1], atol=1e-4, rtol=1e-4)  # batch 1 on the main context
+        np.testing.assert_allclose(b.infer(x), ref, atol=1e-4, rtol=1e-4)  # graph replay after another batch size
