@@ -301,3 +301,63 @@ def test_letterbox_size_matches_preprocess(src: tuple[int, int], out: tuple[int,
 
     (w_new, h_new), tf = letterbox_geometry((src[1], src[0]), (out[1], out[0]))
     assert kernels.letterbox_size(src, out) == (h_new, w_new, int(tf.pad_y), int(tf.pad_x))
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_gpu_back_to_back_uploads_keep_the_second_image() -> None:  # pragma: no cover - GPU only
+    """Two uploads with no host sync between them: the second waits for the first copy out of the pinned buffer."""
+    from cervisag_edge.cuda import memory
+    from cervisag_edge.cuda.ops import GpuPreprocessor
+
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 4096, size=(2500, 2000), dtype=np.uint16) for _ in range(2))
+    stream = memory.Stream()
+    pre = GpuPreprocessor((512, 512), mean=0.45, std=0.22, pad_value=0.0, stream=stream)
+    dst = memory.DeviceBuffer(512 * 512 * 4)
+    host = np.empty((512, 512), np.float32)
+    try:
+        pre.upload(a)
+        pre.upload(b)
+        pre.run(dst.ptr, slope=1.0, intercept=-1024.0, wc=1000.0, ww=2500.0, invert=False)
+        memory.copy_dtoh_async(host, dst.ptr, stream)
+        stream.synchronize()
+        ref = preprocess_reference(b, 1.0, -1024.0, 1000.0, 2500.0, False, (512, 512), mean=0.45, std=0.22)
+        np.testing.assert_allclose(host, ref, atol=1e-4)
+    finally:
+        pre.close(), dst.close(), stream.close()
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_gpu_decoder_launches_from_another_thread() -> None:  # pragma: no cover - GPU only
+    """KernelModule pushes its own context, so a thread that never touched CUDA can launch."""
+    import threading
+
+    from cervisag_edge.cuda import memory
+    from cervisag_edge.cuda.ops import GpuDecoder
+
+    hm = np.zeros((1, 2, 64, 64), np.float32)
+    hm[0, 0, 10, 20] = hm[0, 1, 40, 5] = 1.0
+    stream = memory.Stream()
+    buf = memory.DeviceBuffer(hm.nbytes)
+    memory.copy_htod_async(buf.ptr, hm, stream)
+    stream.synchronize()
+    dec = GpuDecoder(max_maps=2, heatmap_hw=(64, 64), scale_xy=(1.0, 1.0), blur_sigma=0.0, stream=stream)
+    out: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            out.append(dec.run(buf.ptr, 2))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    try:
+        assert not errors, errors
+        np.testing.assert_allclose(out[0], decode_reference(hm, 0.0, (1.0, 1.0))[0], atol=1e-5)
+    finally:
+        dec.close(), buf.close(), stream.close()

@@ -197,7 +197,8 @@ def _export_tiny(tmp_path: Path) -> ModelManifest:  # pragma: no cover - GPU onl
                       dynamo=False, opset_version=17, dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}})
     m = ModelManifest(name="tiny", file="tiny.onnx", sha256=sha256_file(onnx), precision="fp32", input_name="image",
                       input_shape=(-1, 1, 64, 64), output_name="heatmaps", heatmap_shape=(32, 32), heatmap_stride=2,
-                      mean=0.5, std=0.25, pad_value=0.0, resize="letterbox", codec={"type": "udp-dark"})
+                      mean=0.5, std=0.25, pad_value=0.0, resize="letterbox",
+                      codec={"type": "udp-dark", "input_size": [64, 64], "heatmap_size": [32, 32], "blur_sigma": 1.0})
     m.write(tmp_path / "tiny.json")
     return load_manifest(tmp_path / "tiny.json")
 
@@ -221,3 +222,28 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path) -> None:  # pragma
         np.testing.assert_allclose(b.infer(x), ref, atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(b.infer(x[:1]), ref[:1], atol=1e-4, rtol=1e-4)  # batch 1 on the main context
         np.testing.assert_allclose(b.infer(x), ref, atol=1e-4, rtol=1e-4)  # graph replay after another batch size
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(not (tensorrt_available() and gpu_available()), reason="needs TensorRT and a CUDA GPU (none on this machine)")
+def test_tensorrt_gpu_pre_and_post_processing_match_the_cpu_path(tmp_path: Path) -> None:  # pragma: no cover - GPU only
+    """infer_raw (NVRTC preprocess → TensorRT → NVRTC decode) agrees with the CPU preprocess + codec on the same plan."""
+    from cervisag_edge.backends.tensorrt import TensorRTBackend
+    from cervisag_edge.codec import UDPHeatmapCodec
+    from cervisag_edge.imaging import window_linear
+    from cervisag_edge.preprocess import prepare_input
+
+    _export_tiny(tmp_path)
+    assert be.main([str(tmp_path / "tiny.json"), "--max-batch", "2", "--no-tf32"]) == 0
+    pm = load_manifest(tmp_path / "tiny.plan.json")
+    raw = np.random.default_rng(1).integers(0, 4096, size=(250, 200), dtype=np.uint16)
+    with TensorRTBackend(pm, gpu_preprocess=True, gpu_decode=True) as b:
+        got, tf = b.infer_raw(raw, slope=1.0, intercept=0.0, center=2048.0, width=4096.0, invert=False)
+        x, tf_cpu = prepare_input(window_linear(raw.astype(np.float64), 2048.0, 4096.0), pm.input_hw,
+                                  pad_value=pm.pad_value, mean=pm.mean, std=pm.std)
+        coords, scores = UDPHeatmapCodec.from_manifest(pm.codec).decode(b.infer(x)[0])
+    assert tf == tf_cpu
+    np.testing.assert_allclose(got[:, 2], scores, atol=1e-3)
+    close = np.linalg.norm(got[:, :2] - coords, axis=1) < 0.05
+    assert close.mean() > 0.9  # a random net's flat maps may flip an argmax tie on a 1e-6 input difference

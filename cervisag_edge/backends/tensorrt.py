@@ -360,20 +360,26 @@ class TensorRTBackend(Backend):
                                        scale_xy=(float(inv[0]), float(inv[1])), blur_sigma=codec.blur_sigma, stream=self._stream)
 
     def infer_raw(self, raw_uint16: np.ndarray, *, slope: float, intercept: float, center: float, width: float,
-                  invert: bool) -> np.ndarray:
-        """Raw (H, W) uint16 → GPU preprocess → inference → (1, K, 3) float32 (x, y, score) in input px.
+                  invert: bool) -> tuple[np.ndarray, Any]:
+        """Raw (H, W) uint16 → GPU preprocess → inference → GPU decode, all on the device.
 
-        Needs the options ``gpu_preprocess=True`` and ``gpu_decode=True``; the letterbox transform
-        of the CPU path (``preprocess.letterbox_geometry``) maps the points back to original px.
+        Returns ((K, 3) float32 (x, y, score) with x, y in model-input px, the
+        :class:`~cervisag_edge.preprocess.LetterboxTransform` of the CPU path, whose
+        ``to_original`` maps the points to original px). Needs the options ``gpu_preprocess=True``
+        and ``gpu_decode=True``. The display chain is the LINEAR window of ``imaging.window_linear``.
         """
+        from ..preprocess import letterbox_geometry
+
         if self._gpu_pre is None or self._gpu_dec is None:
             raise ModelError(f"{self.manifest.model_path}: infer_raw needs the backend options gpu_preprocess and gpu_decode")
+        raw = np.asarray(raw_uint16)
         self._set_batch(1)
-        self._gpu_pre.upload(raw_uint16)
+        self._gpu_pre.upload(raw)  # refuses anything but a 2-D uint16 image
+        h, w = self.input_hw
+        _, tf = letterbox_geometry((raw.shape[1], raw.shape[0]), (w, h))
         self._gpu_pre.run(self._d_in.ptr, slope=slope, intercept=intercept, wc=center, ww=width, invert=invert)
         self._execute(self._context)
-        k = len(self.manifest.landmark_names)
-        return self._gpu_dec.run(self._d_out.ptr, k).reshape(1, k, 3)
+        return self._gpu_dec.run(self._d_out.ptr, len(self.manifest.landmark_names)), tf
 
     def close(self) -> None:
         for attr in ("_gpu_pre", "_gpu_dec", "_graph"):
