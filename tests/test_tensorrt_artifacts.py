@@ -200,6 +200,8 @@ def test_check_engine_io_refuses_naming_the_tensor(change: dict, match: str) -> 
 def test_build_engine_prerequisite_check_survives_a_missing_cuda_package(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18 item 8: find_spec("cuda.bindings") raises ModuleNotFoundError when there is no 'cuda' package."""
     be = _load_tool("build_engine")
+    for name in [m for m in sys.modules if m.startswith("cuda.")]:  # imported by earlier tests: hide them too
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "cuda", None)  # exactly what Python does for an absent parent package
     with pytest.raises(ModuleNotFoundError):
         importlib.util.find_spec("cuda.bindings")  # the call the tool used to make unguarded
