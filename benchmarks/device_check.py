@@ -215,7 +215,7 @@ def kernel_checks(report: Report, args: argparse.Namespace, peak: float | None) 
     cases = [((2500, 2000), 1.0, -1024.0, 1000.0, 2500.0, True), ((2500, 2000), 0.5, 0.0, 1500.0, 3000.0, False),
              ((97, 131), 1.0, 0.0, 2048.0, 4096.0, False), ((30, 20), 2.0, -100.0, 3000.0, 5000.0, True),
              ((3000, 2999), 1.0, 0.0, 30000.0, 60000.0, False)]
-    raws = [rng.integers(0, 65535 if ww > 10000 else 4096, size=shape, dtype=np.uint16) for shape, *_ in cases]
+    raws = [rng.integers(0, 65535 if case[4] > 10000 else 4096, size=case[0], dtype=np.uint16) for case in cases]
     for raw, (shape, slope, intercept, wc, ww, invert) in zip(raws, cases):
         pre.upload(raw)
         pre.run(dst.ptr, slope=slope, intercept=intercept, wc=wc, ww=ww, invert=invert)

@@ -1,31 +1,22 @@
 """tools/quantize.py on a tiny random U-Net-like model with synthetic images (CPU, seconds)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from cervisag_edge.landmarks import LANDMARK_NAMES
 from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file
+from toolmodules import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("onnxconverter_common", reason="onnxconverter-common not installed (pip install onnxconverter-common)")
 torch = pytest.importorskip("torch", reason="torch is needed to export the test model")
 
 
-def _load_tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = mod  # type: ignore[union-attr]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
 
 
-q = _load_tool("quantize")
+q = load_tool("quantize")
 K = len(LANDMARK_NAMES)
 
 

@@ -10,7 +10,6 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from cervisag_edge.backends.tensorrt import LEAN_MODULE, check_engine_io, check_plan_manifest
 from cervisag_edge.errors import ModelError
 from cervisag_edge.manifest import load_manifest
+from toolmodules import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install 'cervisag-edge[quantize]')")
@@ -26,12 +26,6 @@ from onnx import TensorProto, numpy_helper  # noqa: E402
 INT8_TRT = ROOT / "engines" / "cervisag_unet.int8-trt.json"
 
 
-def _load_tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = mod  # type: ignore[union-attr]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
 
 
 def qdq_report(path: Path) -> dict[str, object]:
@@ -76,7 +70,7 @@ def test_shipped_int8_trt_onnx_has_only_int8_qdq_and_fp32_biases() -> None:
 
 
 def test_quantize_tool_keeps_biases_fp32_for_tensorrt_only() -> None:
-    q = _load_tool("quantize")
+    q = load_tool("quantize")
     for method in ("MinMax", "Percentile", "Entropy"):
         trt = q.ort_extra_options("int8-trt", method)
         assert trt["QuantizeBias"] is False and trt["ActivationSymmetric"] and trt["WeightSymmetric"]
@@ -86,7 +80,7 @@ def test_quantize_tool_keeps_biases_fp32_for_tensorrt_only() -> None:
 
 def test_quantize_tool_preprocesses_as_the_runtime() -> None:
     """tools/quantize.py feeds calibration exactly the runtime's preprocessing (preprocess.prepare_input)."""
-    q = _load_tool("quantize")
+    q = load_tool("quantize")
     from cervisag_edge.preprocess import letterbox, normalize
 
     m = load_manifest(INT8_TRT)
@@ -199,7 +193,7 @@ def test_check_engine_io_refuses_naming_the_tensor(change: dict, match: str) -> 
 
 def test_build_engine_prerequisite_check_survives_a_missing_cuda_package(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18 item 8: find_spec("cuda.bindings") raises ModuleNotFoundError when there is no 'cuda' package."""
-    be = _load_tool("build_engine")
+    be = load_tool("build_engine")
     for name in [m for m in sys.modules if m.startswith("cuda.")]:  # imported by earlier tests: hide them too
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "cuda", None)  # exactly what Python does for an absent parent package

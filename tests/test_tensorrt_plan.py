@@ -1,11 +1,8 @@
 """Plan manifests, plan checks and build_engine's pure parts (CPU); the real engine test skips without TensorRT + GPU."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -14,19 +11,13 @@ from cervisag_edge.backends.tensorrt import PLAN_FORMAT, check_plan_manifest, pl
 from cervisag_edge.engine_select import gpu_available, tensorrt_available
 from cervisag_edge.errors import ModelError
 from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = mod  # type: ignore[union-attr]  # dataclasses look their module up
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+from toolmodules import load_tool
 
 
-be = _load_tool("build_engine")
+
+
+
+be = load_tool("build_engine")
 
 BLOCK = {
     "tensorrt_version": "10.13.2.6",
