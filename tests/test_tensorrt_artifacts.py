@@ -139,6 +139,12 @@ def test_lean_runtime_api_where_installed() -> None:
     from cervisag_edge.backends.tensorrt import import_tensorrt
 
     assert lean.__name__ == LEAN_MODULE and hasattr(lean, "Runtime") and hasattr(lean, "Logger")
+    # every attribute TensorRTBackend uses exists in the installed runtime's bindings
+    assert hasattr(lean.Logger, "WARNING") and {"FLOAT", "HALF"} <= set(lean.DataType.__members__)
+    assert {"deserialize_cuda_engine", "engine_host_code_allowed"} <= set(dir(lean.Runtime))
+    assert {"num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "get_tensor_shape",
+            "create_execution_context"} <= set(dir(lean.ICudaEngine))
+    assert {"set_input_shape", "set_tensor_address", "execute_async_v3"} <= set(dir(lean.IExecutionContext))
     if importlib.util.find_spec("tensorrt") is None:
         assert import_tensorrt().__name__ == LEAN_MODULE
 
