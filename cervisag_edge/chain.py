@@ -80,6 +80,9 @@ def body_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return centre, u, a, height
 
 
+Frames = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 def pair_features(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Features of consecutive bodies (see :data:`PAIR_FEATURES`).
 
@@ -88,8 +91,13 @@ def pair_features(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     height of both; the lower body's rotation relative to the upper one (rad, positive towards
     anterior); log(height_lower / height_upper).
     """
-    cu, uu, au, hu = body_frames(upper)
-    cl, ul, _, hl = body_frames(lower)
+    return pair_features_from_frames(body_frames(upper), body_frames(lower))
+
+
+def pair_features_from_frames(upper: Frames, lower: Frames) -> np.ndarray:
+    """:func:`pair_features` from :func:`body_frames` results (broadcastable)."""
+    cu, uu, au, hu = upper
+    cl, ul, _, hl = lower
     d = cl - cu
     hbar = np.maximum(0.5 * (hu + hl), 1e-9)
     rot = np.arctan2(np.sum(ul * au, axis=-1), np.sum(ul * uu, axis=-1))
@@ -99,7 +107,12 @@ def pair_features(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
 
 def anchor_features(c2_corners: np.ndarray, point: np.ndarray) -> np.ndarray:
     """Position of an anchor landmark in the C2 body's frame: (…, 2) = (caudal, anterior) / height."""
-    c, u, a, h = body_frames(c2_corners)
+    return anchor_features_from_frames(body_frames(c2_corners), point)
+
+
+def anchor_features_from_frames(c2: Frames, point: np.ndarray) -> np.ndarray:
+    """:func:`anchor_features` from a :func:`body_frames` result."""
+    c, u, a, h = c2
     d = np.asarray(point, dtype=np.float64) - c
     h = np.maximum(h, 1e-9)
     return np.stack([np.sum(d * u, axis=-1) / h, np.sum(d * a, axis=-1) / h], axis=-1)
@@ -177,6 +190,20 @@ class ChainPrior:
             raise ValueError(f"chain prior needs {len(VERTEBRAE) - 1} level pairs, got {len(self.pairs)}")
         if np.shape(self.corner_distance_range) != (4, 4, 2):
             raise ValueError(f"corner_distance_range must be (4, 4, 2), got {np.shape(self.corner_distance_range)}")
+        s = self.settings
+        # precisions of the widened Gaussians, computed once: (V-1, 4, 4) and name -> (2, 2)
+        object.__setattr__(self, "_pair_mean", np.stack([g.mean for g in self.pairs]))
+        object.__setattr__(self, "_pair_prec", np.stack([g.precision(s.sd_inflation, np.array(s.pair_min_sd)) for g in self.pairs]))
+        object.__setattr__(self, "_anchor_prec", {k: g.precision(s.sd_inflation, np.array(s.anchor_min_sd)) for k, g in self.anchors.items()})
+
+    def pair_costs(self, feats: np.ndarray) -> np.ndarray:
+        """(V-1, …) cost of pair features (…, 4) under each level pair's widened Gaussian."""
+        d = feats[None] - self._pair_mean.reshape((-1,) + (1,) * (feats.ndim - 1) + (feats.shape[-1],))  # type: ignore[attr-defined]
+        return 0.5 * np.einsum("l...i,lij,l...j->l...", d, self._pair_prec, d)  # type: ignore[attr-defined]
+
+    def anchor_cost(self, name: str, feats: np.ndarray) -> np.ndarray:
+        """(…,) cost of anchor features (…, 2) for anchor ``name``."""
+        return self.anchors[name].cost(feats, self._anchor_prec[name])  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,104 +290,146 @@ class ChainResult:
 
 # ----------------------------------------------------------------------------- candidates
 def local_peaks(maps: np.ndarray, floor: float, top_m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-``top_m`` 3 × 3 local maxima ≥ ``floor`` of each map.
+    """Top-``top_m`` 3 × 3 local maxima ≥ ``floor`` of each map (ties: every tied pixel counts).
 
     maps: (M, h, w). Returns ys, xs (M, m) int and values (M, m) float (−1 where a map has fewer).
+    Only pixels ≥ ``floor`` are examined, so the cost follows the heatmaps' support.
     """
     M, h, w = maps.shape
-    pad = np.pad(maps, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    nb = maps.copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            if dy != 1 or dx != 1:
-                np.maximum(nb, pad[:, dy : dy + h, dx : dx + w], out=nb)
-    vals = np.where((maps >= nb) & (maps >= floor), maps, -1.0).reshape(M, -1)
-    m = min(top_m, vals.shape[1])
-    idx = np.argpartition(-vals, m - 1, axis=1)[:, :m]
-    v = np.take_along_axis(vals, idx, axis=1)
-    order = np.argsort(-v, axis=1, kind="stable")
-    idx = np.take_along_axis(idx, order, axis=1)
-    v = np.take_along_axis(v, order, axis=1)
-    ys, xs = np.divmod(idx, w)
-    return ys, xs, v
+    flat = np.ascontiguousarray(maps).reshape(-1)
+    idx = np.flatnonzero(flat >= floor)
+    v = flat[idx]
+    k, rem = np.divmod(idx, h * w)
+    y, x = np.divmod(rem, w)
+    peak = np.ones(len(idx), dtype=bool)
+    for dy, ok_y in ((-1, y > 0), (0, None), (1, y < h - 1)):
+        for dx, ok_x in ((-1, x > 0), (0, None), (1, x < w - 1)):
+            if dy or dx:
+                inside = ok_y if ok_x is None else (ok_x if ok_y is None else ok_y & ok_x)
+                nb = flat[np.where(inside, idx + dy * w + dx, idx)]
+                peak &= v >= nb
+    k, y, x, v = k[peak], y[peak], x[peak], v[peak].astype(np.float64)
+    order = np.lexsort((-v, k))  # by map, strongest first
+    k, y, x, v = k[order], y[order], x[order], v[order]
+    rank = np.arange(len(k)) - np.searchsorted(k, k)  # position within its map
+    keep = rank < top_m
+    ys = np.zeros((M, top_m), dtype=np.int64)
+    xs = np.zeros((M, top_m), dtype=np.int64)
+    vals = np.full((M, top_m), -1.0)
+    ys[k[keep], rank[keep]] = y[keep]
+    xs[k[keep], rank[keep]] = x[keep]
+    vals[k[keep], rank[keep]] = v[keep]
+    return ys, xs, vals
 
 
-def _hypotheses(pts: np.ndarray, vals: np.ndarray, ranges: np.ndarray) -> np.ndarray:
-    """Four-corner hypotheses of one level's heatmaps.
+_NEXT = np.array([1, 2, 3, 0])
+_PAIR_I, _PAIR_J = np.triu_indices(4, 1)  # the six corner pairs
 
-    pts: (4, m, 2) peak positions per corner map, vals (4, m) (−1 = none), ranges (4, 4, 2) in px.
-    Every combination of one peak per corner map whose six corner distances all fit ``ranges``
-    and whose outline AS → PS → PI → AI is a convex quadrilateral is kept. Returns (q, 4) peak
-    indices per corner.
+
+def _combinations(m: int) -> np.ndarray:
+    """(m⁴, 4) every choice of one peak index per corner map."""
+    return np.stack(np.meshgrid(*([np.arange(m)] * 4), indexing="ij"), axis=-1).reshape(-1, 4)
+
+
+_ROWS = {m: _combinations(m) for m in range(1, 6)}
+
+
+def _hypotheses(pts: np.ndarray, vals: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Four-corner hypotheses of every level's heatmaps.
+
+    pts: (V, 4, m, 2) peak positions per level and corner map, vals (V, 4, m) (−1 = none),
+    ranges (4, 4, 2) in px. Every combination of one peak per corner map of a level whose six
+    corner distances fit ``ranges`` and whose outline AS → PS → PI → AI is convex is kept.
+    Returns the level (q,) and the peak index per corner (q, 4) of each hypothesis.
     """
-    m = pts.shape[1]
-    rows = np.stack(np.meshgrid(*([np.arange(m)] * 4), indexing="ij"), axis=-1).reshape(-1, 4)  # (m^4, 4)
-    rows = rows[np.all(vals[np.arange(4)[None, :], rows] > 0, axis=1)]
-    if not rows.size:
-        return rows
-    quad = pts[np.arange(4)[None, :], rows]  # (q, 4, 2)
-    d = corner_distances(quad)
-    ok = np.all((d >= ranges[None, ..., 0]) & (d <= ranges[None, ..., 1]) | np.eye(4, dtype=bool)[None], axis=(1, 2))
-    e = np.roll(quad, -1, axis=1) - quad  # edges
-    turn = e[:, :, 0] * np.roll(e, -1, axis=1)[:, :, 1] - e[:, :, 1] * np.roll(e, -1, axis=1)[:, :, 0]
-    convex = np.all(turn > 0, axis=1) | np.all(turn < 0, axis=1)
-    return rows[ok & convex]
+    V, _, m, _ = pts.shape
+    rows = _ROWS.get(m)
+    if rows is None:
+        rows = _combinations(m)
+    corner = np.arange(4)[None, None, :]
+    level = np.arange(V)[:, None, None]
+    quad = pts[level, corner, rows[None]]  # (V, m^4, 4, 2)
+    keep = np.all(vals[level, corner, rows[None]] > 0, axis=2)  # (V, m^4)
+    diff = quad[:, :, _PAIR_I] - quad[:, :, _PAIR_J]  # (V, m^4, 6, 2)
+    d = np.hypot(diff[..., 0], diff[..., 1])
+    keep &= np.all((d >= ranges[_PAIR_I, _PAIR_J, 0]) & (d <= ranges[_PAIR_I, _PAIR_J, 1]), axis=2)
+    e = quad[:, :, _NEXT] - quad  # edges AS→PS, PS→PI, PI→AI, AI→AS
+    en = e[:, :, _NEXT]
+    turn = e[..., 0] * en[..., 1] - e[..., 1] * en[..., 0]
+    keep &= np.all(turn > 0, axis=2) | np.all(turn < 0, axis=2)
+    lv, q = np.nonzero(keep)
+    return lv, rows[q]
 
 
 @dataclass(frozen=True)
 class _Candidates:
     corners: np.ndarray  # (n, 4, 2) int (x, y) peak pixels
     source: np.ndarray  # (n,) level whose heatmaps gave the peaks
+    rank: np.ndarray  # (n, 4) rank of each corner's peak in its map (0 = the map's argmax)
 
 
 def _candidates(lv: np.ndarray, s: DecoderSettings, ranges_px: np.ndarray, merge_px: float) -> _Candidates:
     V, C, h, w = lv.shape
     ys, xs, vals = local_peaks(lv.reshape(V * C, h, w), s.peak_floor, s.peaks_per_map)
     m = ys.shape[1]
-    ys, xs, vals = ys.reshape(V, C, m), xs.reshape(V, C, m), vals.reshape(V, C, m)
-    pts = np.stack([xs, ys], axis=-1).astype(np.float64)  # (V, C, m, 2)
-    corners, source, score = [], [], []
-    for level in range(V):
-        rows = _hypotheses(pts[level], vals[level], ranges_px)
-        if rows.size:
-            corners.append(pts[level, np.arange(C)[None, :], rows])  # (q, 4, 2)
-            score.append(vals[level, np.arange(C)[None, :], rows].mean(axis=1))
-            source.append(np.full(len(rows), level))
-    if not corners:
-        return _Candidates(np.zeros((0, 4, 2)), np.zeros(0, dtype=np.int64))
-    allc, src, sc = np.concatenate(corners), np.concatenate(source), np.concatenate(score)
-    order = np.argsort(-sc, kind="stable")
+    vals = vals.reshape(V, C, m)
+    pts = np.stack([xs, ys], axis=-1).reshape(V, C, m, 2).astype(np.float64)
+    level, rows = _hypotheses(pts, vals, ranges_px)
+    if not len(level):
+        return _Candidates(np.zeros((0, 4, 2)), np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64))
+    corner = np.arange(C)[None, :]
+    allc = pts[level[:, None], corner, rows]  # (q, 4, 2)
+    score = vals[level[:, None], corner, rows].mean(axis=1)
+    order = np.argsort(-score, kind="stable")
+    allc, level, rows = allc[order], level[order], rows[order]
     centres = allc.mean(axis=1)
+    near = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < merge_px  # (q, q)
+    alive = np.ones(len(order), dtype=bool)
     kept: list[int] = []
-    for i in order:  # greedy: the strongest hypothesis of each physical body survives
-        if not kept or np.min(np.linalg.norm(centres[kept] - centres[i], axis=1)) >= merge_px:
-            kept.append(int(i))
-    return _Candidates(allc[kept], src[kept])
+    for i in range(len(order)):  # greedy: the strongest hypothesis of each physical body survives
+        if alive[i]:
+            kept.append(i)
+            alive &= ~near[i]
+    return _Candidates(allc[kept], level[kept], rows[kept])
 
 
 # ----------------------------------------------------------------------------- decode
 def _refine(heatmaps: np.ndarray, channels: np.ndarray, peaks_xy: np.ndarray, blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """DARK refinement of ``heatmaps[channels[q]]`` at the integer peak ``peaks_xy[q]``.
 
-    Each map is cut to the DARK window around its peak (everything else zero, values above the
-    peak's own lowered just below it) so that the codec's argmax lands on the chosen peak and its
-    DARK patch sees exactly the original values. Returns coords (Q, 2) and scores (Q,).
+    Each map is cut to the DARK window around its peak, with values above the peak's own lowered
+    just below it, so that the codec's argmax lands on the chosen peak and its DARK patch sees
+    the original values; a peak nearer the border than the window keeps the full map (zero
+    outside the window) so that the codec's edge handling is the same. Returns coords (Q, 2)
+    and scores (Q,).
     """
     Q = len(channels)
     _, h, w = heatmaps.shape
     half = len(_gaussian_kernel(blur_sigma)) // 2 + 1 if blur_sigma > 0 else 1
-    work = np.zeros((Q, h, w), dtype=np.float64)
-    for q in range(Q):
-        x, y = int(peaks_xy[q, 0]), int(peaks_xy[q, 1])
-        y0, y1, x0, x1 = max(0, y - half), min(h, y + half + 1), max(0, x - half), min(w, x + half + 1)
-        win = heatmaps[channels[q], y0:y1, x0:x1].astype(np.float64)
-        top = float(heatmaps[channels[q], y, x])
-        win = np.minimum(win, np.nextafter(top, -np.inf))
-        win[y - y0, x - x0] = top
-        work[q, y0:y1, x0:x1] = win
-    if Q == 0:
-        return np.zeros((0, 2)), np.zeros(0)
-    return decode_dark(work, blur_sigma=blur_sigma)
+    x = peaks_xy[:, 0].astype(np.int64)
+    y = peaks_xy[:, 1].astype(np.int64)
+    top = heatmaps[channels, y, x].astype(np.float64)
+    coords = np.zeros((Q, 2))
+    scores = np.zeros(Q)
+    inner = (x >= half) & (x < w - half) & (y >= half) & (y < h - half)
+    offs = np.arange(-half, half + 1)
+    if inner.any():
+        i = np.flatnonzero(inner)
+        win = heatmaps[channels[i, None, None], y[i, None, None] + offs[None, :, None], x[i, None, None] + offs[None, None, :]]
+        win = np.minimum(win.astype(np.float64), np.nextafter(top[i], -np.inf)[:, None, None])
+        win[:, half, half] = top[i]
+        xy, sc = decode_dark(win, blur_sigma=blur_sigma)
+        coords[i] = xy + np.stack([x[i] - half, y[i] - half], axis=1)
+        scores[i] = sc
+    for q in np.flatnonzero(~inner):
+        work = np.zeros((1, h, w))
+        y0, y1, x0, x1 = max(0, y[q] - half), min(h, y[q] + half + 1), max(0, x[q] - half), min(w, x[q] + half + 1)
+        win = np.minimum(heatmaps[channels[q], y0:y1, x0:x1].astype(np.float64), np.nextafter(top[q], -np.inf))
+        win[y[q] - y0, x[q] - x0] = top[q]
+        work[0, y0:y1, x0:x1] = win
+        xy, sc = decode_dark(work, blur_sigma=blur_sigma)
+        coords[q], scores[q] = xy[0], sc[0]
+    return coords, scores
 
 
 def decode_chain(heatmaps: np.ndarray, prior: ChainPrior, codec: UDPHeatmapCodec) -> ChainResult:
@@ -393,22 +462,22 @@ def decode_chain(heatmaps: np.ndarray, prior: ChainPrior, codec: UDPHeatmapCodec
     n = len(cands.source)
     cx, cy = cands.corners[..., 0].astype(np.int64), cands.corners[..., 1].astype(np.int64)  # (n, 4)
     own = lv[:, np.arange(C)[None, :], cy, cx]  # (V, n, 4)
-    anylevel = lv.max(axis=0)[np.arange(C)[None, :], cy, cx]  # (n, 4)
-    mix = s.own_level_weight * own + (1.0 - s.own_level_weight) * anylevel[None]
+    mix = s.own_level_weight * own + (1.0 - s.own_level_weight) * own.max(axis=0)  # any-level evidence: max over V
     unary = s.emission_weight * -np.log(np.maximum(mix, 1e-6)).mean(axis=2)  # (V, n)
     absent = np.full(V, s.emission_weight * -np.log(s.absent_value))
-    for name, g in prior.anchors.items():
+    frames = body_frames(cands.corners)
+    for name in prior.anchors:
         k = landmark_index(name)
         if base_conf[k] >= s.anchor_min_confidence:
-            unary[0] += g.cost(anchor_features(cands.corners, base_xy[k]), g.precision(s.sd_inflation, np.array(s.anchor_min_sd)))
+            unary[0] += prior.anchor_cost(name, anchor_features_from_frames(frames, base_xy[k]))
             absent[0] = s.anchored_absent_factor * s.emission_weight * -np.log(s.absent_value)
 
-    centre, u, _, _ = body_frames(cands.corners)
+    centre, u = frames[0], frames[1]
     axis = _unit(u.sum(axis=0))
     pos = centre @ axis
     order_ok = pos[None, :] > pos[:, None]  # (n, n): j lies caudal of i along the spine
-    feats = pair_features(cands.corners[:, None], cands.corners[None, :])  # (n, n, 4)
-    pair = np.stack([g.cost(feats, g.precision(s.sd_inflation, np.array(s.pair_min_sd))) for g in prior.pairs])  # (V-1, n, n)
+    feats = pair_features_from_frames(tuple(f[:, None] for f in frames), tuple(f[None, :] for f in frames))  # (n, n, 4)
+    pair = prior.pair_costs(feats)  # (V-1, n, n)
     pair = np.where(order_ok[None], pair, np.inf)
 
     level_choice, total = _viterbi(unary, pair, absent)
@@ -419,12 +488,18 @@ def decode_chain(heatmaps: np.ndarray, prior: ChainPrior, codec: UDPHeatmapCodec
             conf[sl] = 0.0
     chosen = [(level, j) for level, j in enumerate(level_choice) if j >= 0]
     if chosen:
-        chans = np.array([FIRST_CORNER + C * cands.source[j] + c for _, j in chosen for c in range(C)])
-        peaks = np.concatenate([cands.corners[j] for _, j in chosen])
-        xy, sc = _refine(hm, chans, peaks, codec.blur_sigma)
-        targets = np.array([FIRST_CORNER + C * level + c for level, _ in chosen for c in range(C)])
-        coords[targets] = xy
-        conf[targets] = sc
+        levels = np.array([lvl for lvl, _ in chosen])
+        js = np.array([j for _, j in chosen])
+        chans = (FIRST_CORNER + C * cands.source[js][:, None] + np.arange(C)[None, :]).ravel()
+        targets = (FIRST_CORNER + C * levels[:, None] + np.arange(C)[None, :]).ravel()
+        peaks = cands.corners[js].reshape(-1, 2)
+        argmax = cands.rank[js].ravel() == 0  # the map's own argmax: the plain decode already refined it
+        coords[targets[argmax]] = base_xy[chans[argmax]]
+        conf[targets[argmax]] = base_conf[chans[argmax]]
+        if not argmax.all():
+            xy, sc = _refine(hm, chans[~argmax], peaks[~argmax], codec.blur_sigma)
+            coords[targets[~argmax]] = xy
+            conf[targets[~argmax]] = sc
     source = np.array([cands.source[j] if j >= 0 else -1 for j in level_choice], dtype=np.int64)
     return ChainResult(coords, conf, found, np.asarray(level_choice, dtype=np.int64), source, float(total), n)
 
