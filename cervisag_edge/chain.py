@@ -125,10 +125,14 @@ def corner_distances(corners: np.ndarray) -> np.ndarray:
 
 
 def median_body_height(corners: np.ndarray) -> float:
-    """Median body height over the (V, 4, 2) bodies with finite corners (the scale unit)."""
-    _, _, _, h = body_frames(corners)
+    """Median body height (as in :func:`body_frames`) over the (V, 4, 2) bodies with finite
+    corners: the scale unit."""
+    c = np.asarray(corners, dtype=np.float64)
+    d = c[:, [_AS, _PS]] - c[:, [_AI, _PI]]  # (V, 2, 2) anterior and posterior walls
+    h = np.sort(0.5 * np.hypot(d[..., 0], d[..., 1]).sum(axis=1))
     h = h[np.isfinite(h) & (h > 0)]
-    return float(np.median(h)) if h.size else float("nan")
+    n = len(h)
+    return float(0.5 * (h[(n - 1) // 2] + h[n // 2])) if n else float("nan")
 
 
 # ----------------------------------------------------------------------------- prior
@@ -289,6 +293,10 @@ class ChainResult:
 
 
 # ----------------------------------------------------------------------------- candidates
+_DY = np.array([-1, -1, -1, 0, 0, 1, 1, 1])
+_DX = np.array([-1, 0, 1, -1, 1, -1, 0, 1])
+
+
 def local_peaks(maps: np.ndarray, floor: float, top_m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``top_m`` 3 × 3 local maxima ≥ ``floor`` of each map (ties: every tied pixel counts).
 
@@ -301,13 +309,10 @@ def local_peaks(maps: np.ndarray, floor: float, top_m: int) -> tuple[np.ndarray,
     v = flat[idx]
     k, rem = np.divmod(idx, h * w)
     y, x = np.divmod(rem, w)
-    peak = np.ones(len(idx), dtype=bool)
-    for dy, ok_y in ((-1, y > 0), (0, None), (1, y < h - 1)):
-        for dx, ok_x in ((-1, x > 0), (0, None), (1, x < w - 1)):
-            if dy or dx:
-                inside = ok_y if ok_x is None else (ok_x if ok_y is None else ok_y & ok_x)
-                nb = flat[np.where(inside, idx + dy * w + dx, idx)]
-                peak &= v >= nb
+    # the 8 neighbours, clipped at the edges (a clipped neighbour is the pixel itself)
+    ny = np.clip(y[:, None] + _DY[None, :], 0, h - 1)
+    nx = np.clip(x[:, None] + _DX[None, :], 0, w - 1)
+    peak = v >= flat[(k * (h * w))[:, None] + ny * w + nx].max(axis=1, initial=-np.inf)
     k, y, x, v = k[peak], y[peak], x[peak], v[peak].astype(np.float64)
     order = np.lexsort((-v, k))  # by map, strongest first
     k, y, x, v = k[order], y[order], x[order], v[order]
@@ -346,13 +351,13 @@ def _hypotheses(pts: np.ndarray, vals: np.ndarray, ranges: np.ndarray) -> tuple[
     rows = _ROWS.get(m)
     if rows is None:
         rows = _combinations(m)
-    corner = np.arange(4)[None, None, :]
-    level = np.arange(V)[:, None, None]
-    quad = pts[level, corner, rows[None]]  # (V, m^4, 4, 2)
-    keep = np.all(vals[level, corner, rows[None]] > 0, axis=2)  # (V, m^4)
+    flat = rows + m * np.arange(4)[None, :]  # (m^4, 4) index into the 4·m peaks of a level
+    quad = pts.reshape(V, 4 * m, 2)[:, flat]  # (V, m^4, 4, 2)
+    keep = np.all(vals.reshape(V, 4 * m)[:, flat] > 0, axis=2)  # (V, m^4)
     diff = quad[:, :, _PAIR_I] - quad[:, :, _PAIR_J]  # (V, m^4, 6, 2)
     d = np.hypot(diff[..., 0], diff[..., 1])
-    keep &= np.all((d >= ranges[_PAIR_I, _PAIR_J, 0]) & (d <= ranges[_PAIR_I, _PAIR_J, 1]), axis=2)
+    lo, hi = ranges[_PAIR_I, _PAIR_J, 0], ranges[_PAIR_I, _PAIR_J, 1]
+    keep &= np.all((d >= lo) & (d <= hi), axis=2)
     e = quad[:, :, _NEXT] - quad  # edges AS→PS, PS→PI, PI→AI, AI→AS
     en = e[:, :, _NEXT]
     turn = e[..., 0] * en[..., 1] - e[..., 1] * en[..., 0]
