@@ -286,6 +286,7 @@ class ChainResult:
     level_source: np.ndarray
     cost: float
     n_candidates: int
+    level_partial: np.ndarray | None = None  # (V,) bool: a level cut by the film edge, with only some corners found
 
     @property
     def levels_found(self) -> tuple[str, ...]:
@@ -371,6 +372,8 @@ class _Candidates:
     corners: np.ndarray  # (n, 4, 2) int (x, y) peak pixels
     source: np.ndarray  # (n,) level whose heatmaps gave the peaks
     rank: np.ndarray  # (n, 4) rank of each corner's peak in its map (0 = the map's argmax)
+    peaks_xy: np.ndarray  # (V, C, m, 2) every map's peaks
+    peak_vals: np.ndarray  # (V, C, m), −1 = none
 
 
 def _candidates(lv: np.ndarray, s: DecoderSettings, ranges_px: np.ndarray, merge_px: float) -> _Candidates:
@@ -381,7 +384,7 @@ def _candidates(lv: np.ndarray, s: DecoderSettings, ranges_px: np.ndarray, merge
     pts = np.stack([xs, ys], axis=-1).reshape(V, C, m, 2).astype(np.float64)
     level, rows = _hypotheses(pts, vals, ranges_px)
     if not len(level):
-        return _Candidates(np.zeros((0, 4, 2)), np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64))
+        return _Candidates(np.zeros((0, 4, 2)), np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64), pts, vals)
     corner = np.arange(C)[None, :]
     allc = pts[level[:, None], corner, rows]  # (q, 4, 2)
     score = vals[level[:, None], corner, rows].mean(axis=1)
@@ -395,7 +398,7 @@ def _candidates(lv: np.ndarray, s: DecoderSettings, ranges_px: np.ndarray, merge
         if alive[i]:
             kept.append(i)
             alive &= ~near[i]
-    return _Candidates(allc[kept], level[kept], rows[kept])
+    return _Candidates(allc[kept], level[kept], rows[kept], pts, vals)
 
 
 # ----------------------------------------------------------------------------- decode
@@ -492,13 +495,22 @@ def decode_chain(heatmaps: np.ndarray, prior: ChainPrior, codec: UDPHeatmapCodec
             found[sl] = False
             conf[sl] = 0.0
     chosen = [(level, j) for level, j in enumerate(level_choice) if j >= 0]
+    partial = np.zeros(V, dtype=bool)
     if chosen:
         levels = np.array([lvl for lvl, _ in chosen])
         js = np.array([j for _, j in chosen])
         chans = (FIRST_CORNER + C * cands.source[js][:, None] + np.arange(C)[None, :]).ravel()
         targets = (FIRST_CORNER + C * levels[:, None] + np.arange(C)[None, :]).ravel()
         peaks = cands.corners[js].reshape(-1, 2)
-        argmax = cands.rank[js].ravel() == 0  # the map's own argmax: the plain decode already refined it
+        ranks = cands.rank[js].ravel()
+        extra = _partial_ends(prior, cands, chosen, frames)
+        if extra:
+            e_tg, e_ch, e_pk, e_rk = (np.array(v) for v in zip(*extra))
+            targets, chans = np.concatenate([targets, e_tg]), np.concatenate([chans, e_ch])
+            peaks, ranks = np.concatenate([peaks, e_pk]), np.concatenate([ranks, e_rk])
+            found[e_tg] = True
+            partial[(e_tg - FIRST_CORNER) // C] = True
+        argmax = ranks == 0  # the map's own argmax: the plain decode already refined it
         coords[targets[argmax]] = base_xy[chans[argmax]]
         conf[targets[argmax]] = base_conf[chans[argmax]]
         if not argmax.all():
@@ -506,7 +518,39 @@ def decode_chain(heatmaps: np.ndarray, prior: ChainPrior, codec: UDPHeatmapCodec
             coords[targets[~argmax]] = xy
             conf[targets[~argmax]] = sc
     source = np.array([cands.source[j] if j >= 0 else -1 for j in level_choice], dtype=np.int64)
-    return ChainResult(coords, conf, found, np.asarray(level_choice, dtype=np.int64), source, float(total), n)
+    return ChainResult(coords, conf, found, np.asarray(level_choice, dtype=np.int64), source, float(total), n, partial)
+
+
+def _partial_ends(prior: ChainPrior, cands: _Candidates, chosen: list[tuple[int, int]], frames: Frames) -> list[tuple[int, int, np.ndarray, int]]:
+    """Endplate corners of the level just beyond each end of the chain, for a body cut by the film.
+
+    Below the last chain body its superior corners (AS, PS), above the first its inferior corners
+    (PI, AI) are looked for in that level's own maps: the peak nearest to where the pair prior's
+    mean offset puts the corner (the end body shifted by the mean offset, in its own frame),
+    accepted within ``merge_radius`` body heights. Returns (target landmark, channel, peak (2,),
+    rank) per corner found.
+    """
+    s = prior.settings
+    V, C = len(VERTEBRAE), len(CORNERS)
+    out: list[tuple[int, int, np.ndarray, int]] = []
+    ends = ((chosen[-1], chosen[-1][0] + 1, (_AS, _PS), 1.0), (chosen[0], chosen[0][0] - 1, (_PI, _AI), -1.0))
+    for (end_level, j), level, corners, sign in ends:
+        if not 0 <= level < V:
+            continue
+        _, u, a, h = (f[j] for f in frames)
+        mean = prior.pairs[min(level, end_level)].mean
+        shift = sign * h * (mean[0] * u + mean[1] * a)
+        for c in corners:
+            want = cands.corners[j, c] + shift
+            ok = cands.peak_vals[level, c] > 0
+            if not ok.any():
+                continue
+            d = np.linalg.norm(cands.peaks_xy[level, c] - want, axis=1)
+            d[~ok] = np.inf
+            r = int(np.argmin(d))
+            if d[r] <= s.merge_radius * h:
+                out.append((FIRST_CORNER + C * level + c, FIRST_CORNER + C * level + c, cands.peaks_xy[level, c, r], r))
+    return out
 
 
 def _viterbi(unary: np.ndarray, pair: np.ndarray, absent: np.ndarray) -> tuple[list[int], float]:

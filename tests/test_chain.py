@@ -241,3 +241,25 @@ def test_shipped_model_output_is_unchanged_where_all_visible(prior: ChainPrior, 
             vis = ph.visibility == 2
             err = np.abs(codec.heatmap_to_input(res.landmarks_hm) - ref_in)[vis].max() * codec.scale_xy.max()
             assert err < 0.1, f"phantom {ph.index}: {err:.3f} hm px"
+
+
+@pytest.mark.parametrize("cut", ["bottom", "top"])
+def test_body_cut_by_the_film_edge_keeps_its_endplate_in_frame(prior: ChainPrior, phantoms, cut: str) -> None:
+    """Bottom: the film ends inside C6 (AS, PS in, PI, AI and below out); top: it starts inside C3."""
+    for ph in phantoms:
+        kp_in = truth_input_px(ph)
+        vis = np.full(NUM_LANDMARKS, 2)
+        if cut == "bottom":
+            level, kept = 4, [0, 1]
+            vis[FIRST_CORNER + C * 4 + 2 :] = 0
+        else:
+            level, kept = 1, [2, 3]
+            vis[: FIRST_CORNER + C * 1 + 2] = 0
+        hm = CODEC.encode(kp_in, vis)
+        res = decode_chain(hm, prior, CODEC)
+        sl = level_slice(level)
+        assert res.level_candidate[level] == -1 and res.level_partial[level]
+        assert res.found[sl].tolist() == [c in kept for c in range(C)]
+        kp_hm = CODEC.input_to_heatmap(kp_in)
+        np.testing.assert_allclose(res.landmarks_hm[sl][kept], kp_hm[sl][kept], atol=0.05)
+        assert np.all(res.confidence[sl][[c for c in range(C) if c not in kept]] == 0.0)
