@@ -49,8 +49,13 @@ def test_level_reported_outside_the_frame_is_wrong_and_hidden_unreported_is_not_
     vis[0, 4] = 1  # … C6 hidden (labelled, not visible)
     pred = bodies(truth).copy()
     pred[0, 4] = np.nan  # the runtime leaves C6 out: fine
+    pred[0, 5:] = bodies(truth)[0, 3] + np.array([0.0, 40.0])  # C7, T1 piled just below C5
     piled = M.level_assignment(pred, ref, vis, ref_all_mm=bodies(truth))
-    assert (piled.n_assessed, piled.n_right, piled.n_misplaced) == (6, 4, 2)  # C7, T1 reported: wrong
+    assert (piled.n_assessed, piled.n_right, piled.n_misplaced) == (6, 4, 2)
+    unknown = M.level_assignment(bodies(truth), ref, vis)  # reported where the reference knows no position
+    assert (unknown.n_assessed, unknown.n_right, unknown.n_misplaced) == (7, 5, 2)
+    named = M.level_assignment(bodies(truth), ref, vis, ref_all_mm=bodies(truth))  # right names, out of frame
+    assert (named.n_assessed, named.n_right) == (7, 7)
     pred[0, 5:] = np.nan
     clean = M.level_assignment(pred, ref, vis, ref_all_mm=bodies(truth))
     assert (clean.n_assessed, clean.n_right, clean.percent) == (4, 4, 100.0)

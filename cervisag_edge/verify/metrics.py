@@ -374,10 +374,12 @@ def level_assignment(pred_mm: np.ndarray, ref_mm: np.ndarray, visibility: np.nda
     the body height of a body cut by the film edge.
     A body is assessed when all four corners are visible in the reference (v = 2) or the runtime
     reports at least one of its corners. It is right when it is reported and the mean error of its
-    reported, labelled corners is below half the true body height; a reported body with no
-    labelled corner is wrong. The height is the reference body's own (from ``ref_all_mm`` when
-    its labelled corners are incomplete), else the median height of the image's other bodies;
-    a body without either is not assessed.
+    reported corners against their reference positions (labelled, else from ``ref_all_mm``: this
+    judges the level's name; reporting a corner that lies outside the image is counted by
+    :func:`out_of_frame_reported_visible`) is below half the true body height; a reported body
+    without any reference position is wrong. The height is the reference body's own (from
+    ``ref_all_mm`` when its labelled corners are incomplete), else the median height of the
+    image's other bodies; a body without either is not assessed.
     """
     pred = np.asarray(pred_mm, dtype=np.float64)
     ref = np.asarray(ref_mm, dtype=np.float64)
@@ -393,8 +395,8 @@ def level_assignment(pred_mm: np.ndarray, ref_mm: np.ndarray, visibility: np.nda
     in_view = np.all(vis == 2, axis=-1)
     any_rep = reported.any(axis=-1)
     assessed = (in_view | any_rep) & np.isfinite(height)
-    both = reported & (vis > 0) & np.all(np.isfinite(ref), axis=-1)
-    err = np.where(both, np.linalg.norm(np.nan_to_num(pred - ref), axis=-1), 0.0)
+    both = reported & np.all(np.isfinite(full), axis=-1)
+    err = np.where(both, np.linalg.norm(np.nan_to_num(pred - full), axis=-1), 0.0)
     n_both = both.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_err = np.where(n_both > 0, err.sum(axis=-1) / np.maximum(n_both, 1), np.inf)
