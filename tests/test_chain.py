@@ -263,3 +263,24 @@ def test_body_cut_by_the_film_edge_keeps_its_endplate_in_frame(prior: ChainPrior
         kp_hm = CODEC.input_to_heatmap(kp_in)
         np.testing.assert_allclose(res.landmarks_hm[sl][kept], kp_hm[sl][kept], atol=0.05)
         assert np.all(res.confidence[sl][[c for c in range(C) if c not in kept]] == 0.0)
+
+
+def test_fit_prior_recovers_the_geometry_it_is_given(phantoms) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fit_chain_prior", Path(__file__).resolve().parents[1] / "tools" / "fit_chain_prior.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)  # type: ignore[union-attr]
+    rng = np.random.default_rng(5)
+    base = phantoms[0].landmarks_px
+    sets = [base + rng.normal(0, 0.5, base.shape) for _ in range(40)]
+    prior = tool.fit_prior(sets, margin=0.0)
+    bodies = np.stack([base[level_slice(i)] for i in range(V)])
+    want = pair_features(bodies[:-1], bodies[1:])
+    for i, g in enumerate(prior.pairs):
+        np.testing.assert_allclose(g.mean, want[i], atol=0.05)
+        assert np.all(np.linalg.eigvalsh(g.cov) > 0)
+    assert np.all(prior.corner_distance_range[..., 0] <= prior.corner_distance_range[..., 1])
+    with pytest.raises(ValueError, match="at least 10 images"):
+        tool.fit_prior(sets[:3])

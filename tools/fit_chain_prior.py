@@ -34,7 +34,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cervisag_edge.chain import (  # noqa: E402
+from cervisag_edge.chain_prior import (  # noqa: E402
     ANCHORS,
     ChainPrior,
     DecoderSettings,
