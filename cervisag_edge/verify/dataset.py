@@ -40,6 +40,10 @@ class VerifyItem:
     keypoints_px: np.ndarray  # (34, 2), NaN where visibility 0
     visibility: np.ndarray  # (34,) int: 0, 1, 2
     reference_parameters: Mapping[str, float | None] | None
+    #: (34, 2) annotated position of every landmark, also of v = 0 ones where the annotation gives
+    #: it (``images[].landmarks_px``, else a v = 0 keypoint's own x, y unless both are 0); NaN where
+    #: unknown. Used to tell landmarks outside the image from unlabelled ones.
+    all_keypoints_px: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,23 @@ def parse_keypoints(values: Any, order: np.ndarray, origin: str) -> tuple[np.nda
     if not np.all(np.isfinite(pts[vis > 0])):
         raise InputError(f"{origin}: labelled keypoints (v 1 or 2) must have finite coordinates")
     return pts, vis
+
+
+def all_positions(values: Any, order: np.ndarray, image: Mapping[str, Any]) -> np.ndarray:
+    """(34, 2) position of every landmark (see :attr:`VerifyItem.all_keypoints_px`); the keypoints
+    are already validated by :func:`parse_keypoints`."""
+    arr = np.asarray(values, dtype=np.float64).reshape(NUM_LANDMARKS, 3)[order]
+    pts = arr[:, :2].copy()
+    pts[(arr[:, 2] == 0) & (pts[:, 0] == 0) & (pts[:, 1] == 0)] = np.nan
+    extra = image.get("landmarks_px")
+    if extra is not None:
+        try:
+            full = np.asarray(extra, dtype=np.float64)
+        except (TypeError, ValueError):
+            full = None
+        if full is not None and full.shape == (NUM_LANDMARKS, 2):
+            pts = np.where(np.isfinite(full), full, pts)
+    return pts
 
 
 def _spacing(value: Any, origin: str) -> tuple[float, float] | None:
@@ -187,6 +208,7 @@ def load_dataset(folder: str | Path, annotations: str | Path | None = None) -> V
                 keypoints_px=pts,
                 visibility=vis,
                 reference_parameters=_parameters(img.get("parameters"), where),
+                all_keypoints_px=all_positions(ann.get("keypoints"), order, img),
             )
         )
     logger.debug("loaded %d labelled images from %s", len(items), ann_path)

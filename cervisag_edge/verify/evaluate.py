@@ -38,6 +38,10 @@ class ImageRecord:
     pred_params: Mapping[str, float | None]
     ref_params: Mapping[str, float | None]
     measurement: Any = None
+    ref_all_px: np.ndarray | None = None  # (34, 2) every annotated position, also out of frame (NaN unknown)
+    image_size_px: tuple[int, int] | None = None  # (width, height)
+    #: parameter → its landmarks are all visible (v = 2) in the reference (coverage denominator)
+    params_eligible: Mapping[str, bool] | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,6 +85,8 @@ def build_records(items: Sequence[VerifyItem], results: Sequence[ImageResult]) -
         else:
             errs = np.full(NUM_LANDMARKS, np.nan)
             pred = nan_pts
+        size = (int(it.width), int(it.height)) if it.width > 0 and it.height > 0 else (
+            tuple(int(v) for v in m.image_size_px) if m is not None else None)
         out.append(
             ImageRecord(
                 image_id=it.image_id,
@@ -95,9 +101,59 @@ def build_records(items: Sequence[VerifyItem], results: Sequence[ImageResult]) -
                 pred_params=pred_params,
                 ref_params=ref_params,
                 measurement=m if error is None else None,
+                ref_all_px=it.all_keypoints_px if it.all_keypoints_px is not None else it.keypoints_px,
+                image_size_px=size,  # type: ignore[arg-type]
+                params_eligible=visible_parameters(it.keypoints_px, it.visibility, spacing) if error is None else None,
             )
         )
     return out
+
+
+def visible_parameters(ref_px: np.ndarray, visibility: np.ndarray, spacing_mm: tuple[float, float] | None) -> dict[str, bool]:
+    """Parameter → whether the reference's visible (v = 2) landmarks alone define it, i.e. every
+    landmark it needs is visible (the rule is :func:`compute_parameters`' own)."""
+    from ..parameters import compute_parameters
+
+    sp = spacing_mm or (1.0, 1.0)
+    pts = np.where((np.asarray(visibility) == 2)[:, None], np.asarray(ref_px, dtype=np.float64), np.nan)
+    try:
+        d = compute_parameters(pts * np.array([sp[1], sp[0]])).as_dict()
+    except ValueError:  # e.g. too few visible landmarks to tell the facing
+        return {k: False for k in PARAMETER_KEYS}
+    return {k: d.get(k) is not None for k in PARAMETER_KEYS}
+
+
+def framing_metrics(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    """Level assignment, out-of-frame false positives and per-parameter coverage of the
+    successful records (keys documented in ``docs/verify.md``)."""
+    from ..landmarks import VERTEBRAE, vertebra_corner_indices
+
+    ok = [r for r in records if r.ok]
+    idx = np.array([vertebra_corner_indices(v) for v in VERTEBRAE])  # (V, 4)
+    n = len(ok)
+    sp = np.array([[r.spacing_mm[1], r.spacing_mm[0]] if r.spacing_mm else [1.0, 1.0] for r in ok]).reshape(n, 1, 1, 2)
+    pred = np.array([r.pred_px for r in ok]).reshape(n, NUM_LANDMARKS, 2)
+    ref = np.array([r.ref_px for r in ok]).reshape(n, NUM_LANDMARKS, 2)
+    full = np.array([r.ref_all_px if r.ref_all_px is not None else r.ref_px for r in ok]).reshape(n, NUM_LANDMARKS, 2)
+    vis = np.array([r.visibility for r in ok]).reshape(n, NUM_LANDMARKS)
+    levels = M.level_assignment(pred[:, idx] * sp, ref[:, idx] * sp, vis[:, idx], full[:, idx] * sp)
+    sized = [i for i, r in enumerate(ok) if r.image_size_px is not None]
+    reported = np.all(np.isfinite(pred), axis=-1)
+    oof_vis, oof = M.out_of_frame_reported_visible(reported[sized], full[sized], vis[sized],
+                                                    np.array([ok[i].image_size_px for i in sized]).reshape(len(sized), 2))
+    coverage: dict[str, dict[str, Any]] = {}
+    for k in PARAMETER_KEYS:
+        elig = np.array([bool(r.params_eligible and r.params_eligible.get(k)) for r in ok], dtype=bool)
+        rep = np.array([r.pred_params.get(k) is not None for r in ok], dtype=bool)
+        pct, n_rep, n_elig = M.coverage_percent(rep, elig)
+        coverage[k] = {"coverage_percent": pct, "n_coverage_reported": n_rep, "n_coverage_eligible": n_elig}
+    return {
+        "level_accuracy_percent": levels.percent,
+        "level_assignment": levels.to_dict(),
+        "out_of_frame_reported_visible": oof_vis,
+        "n_out_of_frame": oof,
+        "coverage": coverage,
+    }
 
 
 def _clean(v: Any) -> Any:
@@ -147,6 +203,9 @@ def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = 
         a["n_unavailable"] = int(np.sum(~np.isfinite(pred[k]) & np.isfinite(ref[k])))
         params[k] = a
     pooled = M.pooled_icc(pred, ref)
+    framing = framing_metrics(records)
+    for k, cov in framing.pop("coverage").items():
+        params[k].update(cov)
     doc: dict[str, Any] = {
         "schema": METRICS_SCHEMA,
         "n_images": len(records),
@@ -168,6 +227,7 @@ def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = 
         "parameters": params,
         "icc_pooled": pooled.icc,
         "icc_pooled_ci95": [pooled.ci_low, pooled.ci_high],
+        **framing,
     }
     return _clean(doc)
 

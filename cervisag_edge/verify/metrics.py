@@ -337,3 +337,102 @@ def f_ppf(q: float, d1: float, d2: float) -> float:
         if hi - lo <= 1e-12 * max(hi, 1e-300):
             break
     return 0.5 * (lo + hi)
+
+
+# --------------------------------------------------------------------------- levels, framing, coverage
+@dataclass(frozen=True)
+class LevelStats:
+    """Level assignment of the vertebral bodies C2 … T1 (see :func:`level_assignment`).
+
+    ``n_assessed`` bodies were judged, ``n_right`` were at the right level; of the wrong ones,
+    ``n_missed`` were in view but not reported and ``n_misplaced`` were reported somewhere else
+    (including levels reported where the reference has no labelled corner)."""
+
+    n_assessed: int
+    n_right: int
+    n_missed: int
+    n_misplaced: int
+    percent: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def body_heights(corners: np.ndarray) -> np.ndarray:
+    """(…,) body height: the mean of the anterior (AS–AI) and posterior (PS–PI) wall lengths of
+    (…, 4, 2) corners in (AS, PS, PI, AI) order; NaN where a corner is NaN."""
+    c = np.asarray(corners, dtype=np.float64)
+    return 0.5 * (np.linalg.norm(c[..., 0, :] - c[..., 3, :], axis=-1) + np.linalg.norm(c[..., 1, :] - c[..., 2, :], axis=-1))
+
+
+def level_assignment(pred_mm: np.ndarray, ref_mm: np.ndarray, visibility: np.ndarray, ref_all_mm: np.ndarray | None = None) -> LevelStats:
+    """Share of vertebral bodies assigned to the right level.
+
+    ``pred_mm``: (N, V, 4, 2) predicted corners, NaN where the runtime reports them not visible;
+    ``ref_mm``: (N, V, 4, 2) reference corners (NaN where unlabelled); ``visibility``: (N, V, 4);
+    ``ref_all_mm``: optional (N, V, 4, 2) positions of every corner, also out of frame, used for
+    the body height of a body cut by the film edge.
+    A body is assessed when all four corners are visible in the reference (v = 2) or the runtime
+    reports at least one of its corners. It is right when it is reported and the mean error of its
+    reported corners against their reference positions (labelled, else from ``ref_all_mm``: this
+    judges the level's name; reporting a corner that lies outside the image is counted by
+    :func:`out_of_frame_reported_visible`) is below half the true body height; a reported body
+    without any reference position is wrong. The height is the reference body's own (from
+    ``ref_all_mm`` when its labelled corners are incomplete), else the median height of the
+    image's other bodies; a body without either is not assessed.
+    """
+    pred = np.asarray(pred_mm, dtype=np.float64)
+    ref = np.asarray(ref_mm, dtype=np.float64)
+    vis = np.asarray(visibility)
+    if pred.shape != ref.shape or pred.ndim != 4 or pred.shape[2:] != (4, 2) or vis.shape != pred.shape[:3]:
+        raise ValueError(f"pred_mm/ref_mm must be (N, V, 4, 2) and visibility (N, V, 4), got {pred.shape}, {ref.shape}, {vis.shape}")
+    full = ref if ref_all_mm is None else np.where(np.isfinite(ref), ref, np.asarray(ref_all_mm, dtype=np.float64))
+    height = body_heights(full)  # (N, V)
+    with np.errstate(all="ignore"):
+        fallback = np.nanmedian(np.where(np.isfinite(height), height, np.nan), axis=1, keepdims=True) if height.size else height
+    height = np.where(np.isfinite(height), height, np.broadcast_to(fallback, height.shape))
+    reported = np.all(np.isfinite(pred), axis=-1)  # (N, V, 4)
+    in_view = np.all(vis == 2, axis=-1)
+    any_rep = reported.any(axis=-1)
+    assessed = (in_view | any_rep) & np.isfinite(height)
+    both = reported & np.all(np.isfinite(full), axis=-1)
+    err = np.where(both, np.linalg.norm(np.nan_to_num(pred - full), axis=-1), 0.0)
+    n_both = both.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_err = np.where(n_both > 0, err.sum(axis=-1) / np.maximum(n_both, 1), np.inf)
+    right = assessed & any_rep & (mean_err < height / 2.0)
+    n = int(assessed.sum())
+    return LevelStats(
+        n_assessed=n,
+        n_right=int(right.sum()),
+        n_missed=int((assessed & ~any_rep).sum()),
+        n_misplaced=int((assessed & any_rep & ~right).sum()),
+        percent=float(100.0 * right.sum() / n) if n else float("nan"),
+    )
+
+
+def out_of_frame_reported_visible(reported: np.ndarray, ref_all_px: np.ndarray, visibility: np.ndarray,
+                                  size_px: np.ndarray) -> tuple[int, int]:
+    """(landmarks outside the image that the runtime reports visible, landmarks outside the image).
+
+    ``reported``: (N, K) bool; ``ref_all_px``: (N, K, 2) annotated positions of every landmark (NaN
+    where unknown); ``visibility``: (N, K); ``size_px``: (N, 2) image (width, height). A landmark
+    is outside when its visibility is 0 and its position lies off the image's pixel area
+    [-0.5, W - 0.5] × [-0.5, H - 0.5] (pixel-centre convention).
+    """
+    rep = np.asarray(reported, dtype=bool)
+    p = np.asarray(ref_all_px, dtype=np.float64)
+    sz = np.asarray(size_px, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        off = (p[..., 0] < -0.5) | (p[..., 0] > sz[:, None, 0] - 0.5) | (p[..., 1] < -0.5) | (p[..., 1] > sz[:, None, 1] - 0.5)
+    out = off & np.all(np.isfinite(p), axis=-1) & (np.asarray(visibility) == 0)
+    return int((out & rep).sum()), int(out.sum())
+
+
+def coverage_percent(reported: np.ndarray, eligible: np.ndarray) -> tuple[float, int, int]:
+    """(% of eligible images where the parameter was reported, n reported, n eligible); (N,) bools.
+    NaN when no image is eligible."""
+    e = np.asarray(eligible, dtype=bool)
+    r = np.asarray(reported, dtype=bool) & e
+    n = int(e.sum())
+    return (float(100.0 * r.sum() / n) if n else float("nan")), int(r.sum()), n

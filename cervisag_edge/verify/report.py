@@ -110,6 +110,7 @@ def _markdown(outcome: "VerificationOutcome", figures: Mapping[str, list[str]], 
                      f"{_fmt(p['bias'])} | {_fmt(p['loa'])} | {_fmt(p['icc'])} {_fmt(p['icc_ci95'])} |")
     lines += ["", f"Pooled ICC over the six parameters (z-scored by the reference): {_fmt(m['icc_pooled'], 4)} "
               f"{_fmt(m['icc_pooled_ci95'], 4)}", ""]
+    lines += _framing_lines(m)
     if m.get("comparisons"):
         lines += ["## Variants against FP32", "", "| variant | status | shift mean / max (mm) | shift mean / max (px) | "
                   "ΔMRE mm | worst image | |", "|---|---|---|---|---|---|---|"]
@@ -132,6 +133,23 @@ def _markdown(outcome: "VerificationOutcome", figures: Mapping[str, list[str]], 
         lines += [f"![{n}]({n})" for n in figures["worst"]] + [""]
     lines.append("Not for diagnostic use.")
     return "\n".join(lines) + "\n"
+
+
+def _framing_lines(m: Mapping[str, Any]) -> list[str]:
+    """The "Levels, framing and coverage" section (empty for metrics written before it existed)."""
+    if "level_assignment" not in m:
+        return []
+    la = m["level_assignment"]
+    lines = ["## Levels, framing and coverage", "",
+             "| metric | value |", "|---|---|",
+             f"| vertebrae at the right level (mean corner error < ½ body height) | {_fmt(m.get('level_accuracy_percent'), 2)} % "
+             f"({la['n_right']} of {la['n_assessed']}; {la['n_missed']} missed, {la['n_misplaced']} misplaced) |",
+             f"| landmarks outside the image reported visible | {m.get('out_of_frame_reported_visible')} of {m.get('n_out_of_frame')} |",
+             "", "| parameter | coverage % | reported / eligible (all its landmarks visible in the reference) |", "|---|---|---|"]
+    for k, p in m["parameters"].items():
+        if "coverage_percent" in p:
+            lines.append(f"| {k} | {_fmt(p['coverage_percent'], 2)} | {p['n_coverage_reported']} / {p['n_coverage_eligible']} |")
+    return lines + [""]
 
 
 # ------------------------------------------------------------------------------ figures
