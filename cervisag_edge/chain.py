@@ -59,7 +59,7 @@ from .chain_prior import (
     pair_features,
     pair_features_from_frames,
 )
-from .codec import UDPHeatmapCodec, _gaussian_kernel, decode_dark
+from .codec import UDPHeatmapCodec, decode_dark, gaussian_taps
 from .landmarks import CORNERS, NUM_LANDMARKS, VERTEBRAE, landmark_index
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def _refine(heatmaps: np.ndarray, channels: np.ndarray, peaks_xy: np.ndarray, bl
     """
     Q = len(channels)
     _, h, w = heatmaps.shape
-    half = len(_gaussian_kernel(blur_sigma)) // 2 + 1 if blur_sigma > 0 else 1
+    half = len(gaussian_taps(blur_sigma)) // 2 + 1 if blur_sigma > 0 else 1
     x = peaks_xy[:, 0].astype(np.int64)
     y = peaks_xy[:, 1].astype(np.int64)
     top = heatmaps[channels, y, x].astype(np.float64)
