@@ -62,3 +62,13 @@ def test_heldout_style_is_outside_training_and_never_default() -> None:
     assert ph.style == "heldout" and ph.display.dtype == np.float32
     with pytest.raises(ValueError, match="style"):
         render_phantom(8, 0, out_long_side=96, style="nope")
+
+
+def test_cli_style_heldout(tmp_path, capsys) -> None:
+    from cervisag_edge.cli.main import main
+
+    assert main(["phantoms", str(tmp_path), "--count", "2", "--long-side", "96", "--format", "png", "--style", "heldout", "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "annotations.json").read_text())
+    assert [im["style"] for im in doc["images"]] == ["heldout", "heldout"]
+    assert main(["phantoms", str(tmp_path / "t"), "--count", "1", "--long-side", "96", "--format", "png", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "t" / "annotations.json").read_text())["images"][0]["style"] == "train"
