@@ -43,6 +43,7 @@ class HeadResult:
     shoulders: list[Part]
     landmarks: dict[str, np.ndarray]
     refs: dict[str, np.ndarray] = field(default_factory=dict)  # framing reference points (canonical mm)
+    teeth: list = field(default_factory=list)  # (centre (2,), angle_rad, z_mm, upper) per tooth
 
 
 def _arc(centre: np.ndarray, a: float, b: float, tilt: float, phi0: float, phi1: float, n: int) -> np.ndarray:
@@ -135,10 +136,14 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     def lmand(pts) -> np.ndarray:
         return piv + (np.asarray(pts, dtype=np.float64) - np.array([14.0, -20.0])) @ rm.T
 
+    teeth: list[tuple[np.ndarray, float, float, bool]] = []
     for z in (-24.0, 24.0):  # teeth
         for t in range(6):
-            parts.append(Part("bone", ellipse=ellipse(ls([[px + 16 + 4.2 * t, py + 8.5]])[0], 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
-            parts.append(Part("bone", ellipse=ellipse(lmand([[px + 17 + 4.2 * t, py + 24.0]])[0], 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            cu, cl = ls([[px + 16 + 4.2 * t, py + 8.5]])[0], lmand([[px + 17 + 4.2 * t, py + 24.0]])[0]
+            parts.append(Part("bone", ellipse=ellipse(cu, 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            parts.append(Part("bone", ellipse=ellipse(cl, 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            teeth += [(cu, ths + 0.1, z, True), (cl, ths - 0.1, z, False)]
+    refs["ear"] = ls([[-6.0, 6.0]])[0]
     mand = np.array([[17.0, -24.0], [11.0, -19.0], [13.0, 5.0], [16.0, 30.0], [23.0, 40.0], [60.0, 48.0], [92.0, 54.0], [99.0, 44.0], [97.0, 30.0],
                      [80.0, 30.0], [46.0, 28.0], [38.0, 18.0], [36.0, -6.0], [30.0, -2.0], [24.0, -12.0], [21.0, -21.0]])
     mand[:, 0] += px - 32.0
@@ -158,7 +163,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
 
     soft = _soft_tissue(spine, spec, ls, lm, c1_ant, outer_c)
     shoulders = _shoulders(spine, spec, dens)
-    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm, refs=refs)
+    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm, refs=refs, teeth=teeth)
 
 
 def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.ndarray], c1_ant: np.ndarray, occ_outer: np.ndarray) -> list[Part]:
