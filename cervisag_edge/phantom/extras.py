@@ -166,7 +166,7 @@ def patient_extras(rng: np.random.Generator, spine: list, head, framing: str, de
         _plate(rng, spine, dens, parts)
         names.append("plate")
     if rng.random() < (P_EAR_RODS_CEPH if framing == "ceph" else P_EAR_RODS):
-        c = head.refs["ear"] + rng.uniform(-4.0, 4.0, 2)
+        c = head.refs["ear_canal"] + rng.uniform(-4.0, 4.0, 2)
         r = _u(rng, 7.0, 10.0)
         for z in (-80.0, 80.0):
             parts.extend(_ring(c, r, _u(rng, 0.8, 1.5), _u(rng, 1.2, 2.2), z, ecc=_u(rng, 0.85, 1.0)))

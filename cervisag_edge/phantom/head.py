@@ -143,7 +143,8 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
             parts.append(Part("bone", ellipse=ellipse(cu, 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
             parts.append(Part("bone", ellipse=ellipse(cl, 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
             teeth += [(cu, ths + 0.1, z, True), (cl, ths - 0.1, z, False)]
-    refs["ear"] = ls([[-6.0, 6.0]])[0]
+    refs["ear"] = ls([[-6.0, 6.0]])[0]  # earlobe
+    refs["ear_canal"] = ls([[-8.0, -26.0]])[0]  # external auditory meatus, by the petrous bone
     mand = np.array([[17.0, -24.0], [11.0, -19.0], [13.0, 5.0], [16.0, 30.0], [23.0, 40.0], [60.0, 48.0], [92.0, 54.0], [99.0, 44.0], [97.0, 30.0],
                      [80.0, 30.0], [46.0, 28.0], [38.0, 18.0], [36.0, -6.0], [30.0, -2.0], [24.0, -12.0], [21.0, -21.0]])
     mand[:, 0] += px - 32.0

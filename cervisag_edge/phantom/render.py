@@ -195,8 +195,11 @@ def _vendor_processing(resp: np.ndarray, scene: Scene, rng: np.random.Generator)
     lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
     span = max(hi - lo, 1e-3)
     x = np.clip((resp - np.float32(lo)) * np.float32(1.0 / span), 0.0, 1.0)
-    x = process_display(x, rng, HELDOUT if held else TRAIN)
-    return x * np.float32(span) + np.float32(lo)
+    y = process_display(x, rng, HELDOUT if held else TRAIN)
+    # what was already saturated (shutters, blockers, metal) stays the brightest: no dark
+    # multiscale halo inside an unexposed shutter
+    np.copyto(y, np.float32(1.0), where=x >= np.float32(0.999))
+    return y * np.float32(span) + np.float32(lo)
 
 
 def _facing(scene: Scene) -> str:
