@@ -149,7 +149,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
                      [80.0, 30.0], [46.0, 28.0], [38.0, 18.0], [36.0, -6.0], [30.0, -2.0], [24.0, -12.0], [21.0, -21.0]])
     mand[:, 0] += px - 32.0
     for z in (-46.0, 46.0):
-        parts.append(Part("bone", verts=lmand(smooth_polygon(mand, 2)), mut=e_c * 1.6 + e_tr * 5, rim_mut=e_c * 3.5, rim_mm=1.0, z_mm=z,
+        parts.append(Part("bone", verts=lmand(smooth_polygon(mand, 2)), mut=e_c * 2.6 + e_tr * 6, rim_mut=e_c * 2.8, rim_mm=1.6, z_mm=z,
                           tex_angle_rad=ths, tex_amp=0.15, tex_offset=(5.0, 60.0 + z)))
     if spec.earrings:
         for z in (-70.0, 70.0):
