@@ -7,6 +7,7 @@ from the ``numpy.random.Generator`` passed in, so the same seed gives the same r
 
 - :func:`augment_display` — the training-time chain: each operation fires with its own
   probability (scaled by ``strength``) with parameters drawn from :data:`TRAIN`.
+- :func:`heldout_display` — the held-out processing, for evaluating on an unseen style.
 - :func:`process_display` — only the vendor processing part (multiscale contrast, unsharp mask,
   LUT), used by the generator to give phantoms a processed look; ``ranges=HELDOUT`` gives the
   held-out processing family, whose ranges never overlap the training ones.
@@ -209,6 +210,14 @@ def augment_display(img: np.ndarray, rng: np.random.Generator, strength: float =
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def heldout_display(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The held-out processing family (:data:`HELDOUT`) applied to a display image, for evaluation
+    only: training (:func:`augment_display`) never samples these ranges."""
+    if img.ndim != 2:
+        raise ValueError(f"heldout_display: image shape {img.shape} invalid, expected (H, W)")
+    return process_display(np.clip(img.astype(np.float32), 0.0, 1.0), rng, HELDOUT)
+
+
 #: Every operation with a typical argument set, for tests and docs: name -> f(img, rng).
 OPS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "musica": lambda im, r: musica(im, 5, 1.8, 0.6),
@@ -225,4 +234,4 @@ OPS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "dropout": lambda im, r: dropout(im, r, 3, 0.15),
 }
 
-__all__ = ["HELDOUT", "OPS", "Ranges", "TRAIN", "augment_display", "process_display"]
+__all__ = ["HELDOUT", "OPS", "Ranges", "TRAIN", "augment_display", "heldout_display", "process_display"]
