@@ -47,7 +47,7 @@ def _strip(pts: np.ndarray, width: float, mut: float, z: float, seg: int = 4) ->
     return out
 
 
-def _dental(rng, teeth, parts: list[Part]) -> None:
+def _dental(rng: np.random.Generator, teeth: list, parts: list[Part]) -> None:
     for j in rng.choice(len(teeth), size=min(int(rng.integers(1, 7)), len(teeth)), replace=False):
         c, ang, z, upper = teeth[int(j)]
         occl = rot(ang) @ np.array([0.0, 1.0 if upper else -1.0])  # towards the biting surface
@@ -57,7 +57,7 @@ def _dental(rng, teeth, parts: list[Part]) -> None:
             parts.append(Part("bone", ellipse=ellipse(c + occl * 2.5, 3.0, 4.2, ang), mut=_u(rng, 1.8, 3.5), z_mm=z))
 
 
-def _necklace(rng, spine, parts: list[Part]) -> None:
+def _necklace(rng: np.random.Generator, spine: list, parts: list[Part]) -> None:
     c5, t1 = spine[3], spine[6]
     f5, f1, d1 = rot(c5.theta_rad) @ np.array([1.0, 0.0]), rot(t1.theta_rad) @ np.array([1.0, 0.0]), rot(t1.theta_rad) @ np.array([0.0, 1.0])
     back = c5.centre - f5 * _u(rng, 55.0, 75.0) + d1 * _u(rng, -10.0, 10.0)
@@ -76,7 +76,7 @@ def _necklace(rng, spine, parts: list[Part]) -> None:
         parts.append(Part("bone", ellipse=ellipse(front + d1 * 6.0, _u(rng, 3.0, 7.0), _u(rng, 4.0, 9.0), _u(rng, -0.5, 0.5)), mut=_u(rng, 1.2, 3.0)))
 
 
-def _ecg(rng, spine, parts: list[Part]) -> None:
+def _ecg(rng: np.random.Generator, spine: list, parts: list[Part]) -> None:
     t1 = spine[6]
     fwd, down = rot(t1.theta_rad) @ np.array([1.0, 0.0]), rot(t1.theta_rad) @ np.array([0.0, 1.0])
     for _ in range(int(rng.integers(1, 4))):
@@ -93,7 +93,7 @@ def _ecg(rng, spine, parts: list[Part]) -> None:
         parts.extend(_strip(np.array(pts), _u(rng, 1.0, 1.8), _u(rng, 0.5, 1.2), z))
 
 
-def _collar(rng, spine, head_refs, parts: list[Part]) -> None:
+def _collar(rng: np.random.Generator, spine: list, head_refs: dict, parts: list[Part]) -> None:
     front_in, front_out, back_in, back_out = [], [], [], []
     g_f, g_b, th = _u(rng, 45.0, 60.0), _u(rng, 70.0, 85.0), _u(rng, 6.0, 10.0)
     for k, v in enumerate(spine):
@@ -114,7 +114,7 @@ def _collar(rng, spine, head_refs, parts: list[Part]) -> None:
         parts.append(Part("bone", ellipse=ellipse(src[int(rng.integers(0, len(src)))], 2.0, 2.0), mut=_u(rng, 1.5, 3.0), z_mm=_u(rng, -60, 60)))
 
 
-def _plate(rng, spine, dens: dict[str, float], parts: list[Part]) -> None:
+def _plate(rng: np.random.Generator, spine: list, dens: dict[str, float], parts: list[Part]) -> None:
     n = int(rng.integers(2, 4))
     k0 = int(rng.integers(1, 7 - n))
     top, bot = spine[k0], spine[k0 + n]

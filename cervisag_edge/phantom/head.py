@@ -144,8 +144,10 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     for z in (-24.0, 24.0):  # teeth
         for t in range(6):
             cu, cl = ls([[px + 16 + 4.2 * t, py + 8.5]])[0], lmand([[px + 17 + 4.2 * t, py + 24.0]])[0]
-            parts.append(Part("bone", ellipse=ellipse(cu, 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
-            parts.append(Part("bone", ellipse=ellipse(cl, 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            for c, ang, occl in ((cu, ths + 0.1, 1.0), (cl, ths - 0.1, -1.0)):
+                ax = rot(ang) @ np.array([0.0, occl])  # towards the biting surface
+                parts.append(Part("bone", ellipse=ellipse(c + ax * 2.8, 2.7, 3.4, ang), mut=e_c * 1.9, rim_mut=e_c * 1.2, rim_mm=0.8, z_mm=z))  # enamel crown
+                parts.append(Part("bone", ellipse=ellipse(c - ax * 2.2, 1.7, 5.0, ang), mut=e_c * 0.9, rim_mut=e_c * 0.6, rim_mm=0.5, z_mm=z))  # root
             teeth += [(cu, ths + 0.1, z, True), (cl, ths - 0.1, z, False)]
     refs["ear"] = ls([[-6.0, 6.0]])[0]  # earlobe
     refs["ear_canal"] = ls([[-5.0, -45.0]])[0]  # external auditory meatus, by the petrous bone
