@@ -162,6 +162,8 @@ def write_secondary_capture(
     """
     import highdicom as hd
 
+    if source is not None:
+        _check_source(source, "Secondary Capture")
     series_uid, sop_uid = _uids(measurement, source, "sc")
     rgb = np.ascontiguousarray(overlay_rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -180,7 +182,6 @@ def write_secondary_capture(
         transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
     )
     if source is not None:
-        _check_source(source, "Secondary Capture")
         sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=source, **common)
         description = f"cervisag-edge overlay - {DISCLAIMER}"
     else:
