@@ -38,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=1) if args.json else format_status(status))
         return 0 if status["alive"] else 1
 
+    import logging
+
     from ..node.server import Node
 
+    for noisy in ("highdicom", "pynetdicom", "cervisag_edge.outputs"):  # one line per association/study comes from the node
+        if logging.getLogger(noisy).getEffectiveLevel() < logging.WARNING and not getattr(args, "debug", False):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -93,8 +93,10 @@ def build_ae(config: "NodeConfig"):
 
 
 def _peer(event: Any) -> dict[str, Any]:
-    assoc = event.assoc
-    return {"calling_ae": str(assoc.requestor.ae_title).strip(), "peer": f"{assoc.requestor.address}:{assoc.requestor.port}"}
+    req = event.assoc.requestor
+    primitive = getattr(req, "primitive", None)
+    calling = getattr(primitive, "calling_ae_title", None) or req.ae_title
+    return {"calling_ae": str(calling).strip(), "peer": f"{req.address}:{req.port}"}
 
 
 class StoreHandlers:
@@ -125,7 +127,7 @@ class StoreHandlers:
         log_event(logger, "association", outcome="accepted", **_peer(event))
 
     def on_closed(self, event: Any) -> None:
-        log_event(logger, "association", outcome=event.event.name.lower(), **_peer(event))
+        log_event(logger, "association", outcome="released" if event.event.name == "EVT_RELEASED" else "aborted", **_peer(event))
 
     # -- DIMSE ------------------------------------------------------------------------------
     def on_c_echo(self, event: Any) -> int:

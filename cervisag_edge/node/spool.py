@@ -70,6 +70,15 @@ class Spool:
         _fsync_dir(path.parent)
         return path
 
+    def commit(self, tmp: Path, path: Path) -> Path:
+        """fsync the finished file ``tmp`` (in this spool's filesystem) and rename it to ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return path
+
     def write_json(self, path: Path, obj: Any) -> Path:
         return self.write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 

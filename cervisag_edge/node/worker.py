@@ -5,7 +5,6 @@ when the runtime's API changes.
 """
 from __future__ import annotations
 
-import io
 import logging
 import time
 from dataclasses import dataclass
@@ -62,12 +61,6 @@ class Results:
     parameters: dict[str, Any]
 
 
-def _save(spool: "Spool", ds: "pydicom.Dataset", path: Path) -> None:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    spool.write_atomic(path, buf.getvalue())
-
-
 def write_results(spool: "Spool", key: str, measurement: "Measurement", image: "LoadedImage",
                   outputs: tuple[str, ...]) -> dict[str, str]:
     """Write the requested outputs of ``measurement`` into ``results/<key>/``; returns kind -> UID."""
@@ -81,19 +74,13 @@ def write_results(spool: "Spool", key: str, measurement: "Measurement", image: "
     sc = None
     if "sc" in outputs:
         sc = write_secondary_capture(render_overlay(image.display, measurement), measurement, tmp / f"{key}.sc", source)
-    if "gsps" in outputs:
-        gsps = write_presentation_state(measurement, tmp / f"{key}.gsps", source)
-        _save(spool, gsps, spool.result(key, "gsps"))
-        uids["gsps"] = str(gsps.SOPInstanceUID)
-    if "sr" in outputs:
-        sr = write_structured_report(measurement, tmp / f"{key}.sr", source, overlay_sc=sc)
-        _save(spool, sr, spool.result(key, "sr"))
-        uids["sr"] = str(sr.SOPInstanceUID)
-    if sc is not None:
-        _save(spool, sc, spool.result(key, "sc"))
         uids["sc"] = str(sc.SOPInstanceUID)
-    for kind in ("sc", "gsps", "sr"):
-        (tmp / f"{key}.{kind}").unlink(missing_ok=True)
+    if "gsps" in outputs:
+        uids["gsps"] = str(write_presentation_state(measurement, tmp / f"{key}.gsps", source).SOPInstanceUID)
+    if "sr" in outputs:
+        uids["sr"] = str(write_structured_report(measurement, tmp / f"{key}.sr", source, overlay_sc=sc).SOPInstanceUID)
+    for kind in uids:  # the commit point of each: fsync, rename into results/<key>/
+        spool.commit(tmp / f"{key}.{kind}", spool.result(key, kind))
     return uids
 
 

@@ -55,7 +55,7 @@ SR_CODES: dict[str, tuple[Code, Code | None, Code]] = {
 PROCEDURE_CODE = Code("168537006", "SCT", "Plain radiography")
 FINDING_SITE_CODE = Code("122494005", "SCT", "Cervical spine")
 _REQUIRED_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
-#: A landmark (finding type of its TID 1410 group) and its detection confidence (unitless).
+#: The landmarks' group (finding type) and each landmark's detection confidence (unitless).
 LANDMARK_CODE = Code("CSAG100", PRIVATE_SCHEME, "Cervical spine landmark")
 CONFIDENCE_CODE = Code("CSAG101", PRIVATE_SCHEME, "Landmark detection confidence")
 NO_UNITS = Code("1", "UCUM", "no units")
@@ -220,8 +220,10 @@ def write_structured_report(
       codes in :data:`SR_CODES`) referencing the source image and carrying its construction as
       SCOORD POLYLINEs in image coordinates (:func:`~.graphics.parameter_polylines`: both
       reference lines of each Cobb angle, Borden's chord and perpendicular). None values are omitted.
-    - One TID 1410 group per visible landmark: a SCOORD POINT, the landmark name as tracking
-      identifier and finding type, and its detection confidence (:data:`CONFIDENCE_CODE`).
+    - One TID 1501 group of the landmarks (finding type :data:`LANDMARK_CODE`): per visible
+      landmark a numeric item of its detection confidence (:data:`CONFIDENCE_CODE`, unitless) with
+      the landmark name as tracking identifier and as finding site (:func:`landmark_code`), and
+      its position as a SCOORD POINT.
 
     Private codes (:data:`PRIVATE_SCHEME`) are declared in the Coding Scheme Identification
     Sequence. The SR is in the study of ``source``; without one it joins the (synthetic) study of
@@ -283,7 +285,6 @@ def write_structured_report(
                 value=float(value),
                 unit=unit,
                 method=method,
-                algorithm_id=algorithm,
                 referenced_images=[source_ref],
                 referenced_coordinates=lines.get(key) or None,
             )
@@ -294,19 +295,25 @@ def write_structured_report(
         finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
         measurements=items or None,
     )]
+    landmark_items = []
     for index, lm in enumerate(measurement.landmarks):
         if not lm.visible or not (np.isfinite(lm.x_px) and np.isfinite(lm.y_px)):
             continue
-        region = hd.sr.ImageRegion(graphic_type="POINT", source_image=region_ref,
-                                   graphic_data=to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]])))
-        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid(lm.name), identifier=lm.name),
-            referenced_region=region,
-            finding_type=landmark_code(index, lm.name),
+        point = hd.sr.CoordinatesForMeasurement(graphic_type="POINT", source_image=region_ref,
+                                                graphic_data=to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]])))
+        landmark_items.append(hd.sr.Measurement(
+            name=CONFIDENCE_CODE, value=float(lm.confidence), unit=NO_UNITS,
+            tracking_identifier=hd.sr.TrackingIdentifier(identifier=lm.name),
+            finding_sites=[hd.sr.FindingSite(anatomic_location=landmark_code(index, lm.name))],
+            referenced_coordinates=[point],
+        ))
+    if landmark_items:
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid("landmarks"), identifier="cervical spine landmarks"),
+            finding_type=LANDMARK_CODE,
             algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
-            measurements=[hd.sr.Measurement(name=CONFIDENCE_CODE, value=float(lm.confidence), unit=NO_UNITS,
-                                            algorithm_id=algorithm)],
+            measurements=landmark_items,
         ))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
@@ -334,7 +341,7 @@ def write_structured_report(
     declare_private_scheme(sr)
     copy_deidentification(sr, source)
     sr.save_as(str(path), enforce_file_format=True)
-    logger.info("wrote %s (%d measurements, %d landmarks)", path, len(items), len(groups) - 1)
+    logger.info("wrote %s (%d measurements, %d landmarks)", path, len(items), len(landmark_items))
     return sr
 
 
