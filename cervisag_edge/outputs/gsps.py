@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 
 from .. import __version__
+from ..errors import InputError
 from ..parameters import PARAMETER_NAMES, PARAMETER_UNITS
 from .dicom_out import DISCLAIMER, MANUFACTURER, _check_source, _uids, copy_deidentification, set_body_part
 from .graphics import parameter_polylines, to_dicom_image_coords
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 GSPS_SERIES_NUMBER = 9903
+_IMAGE_KEYWORDS = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsStored")
 #: Parameter key -> label shown in the text block.
 LABELS: dict[str, str] = {
     "borden_mm": "Borden",
@@ -58,6 +60,11 @@ def write_presentation_state(measurement: "Measurement", path: str | PathLike[st
     import highdicom as hd
 
     _check_source(source, "Presentation State")
+    missing = [k for k in _IMAGE_KEYWORDS if k not in source]
+    if missing:
+        name = getattr(source, "filename", None) or source.get("SOPInstanceUID", "source")
+        raise InputError(f"{name}: cannot write the Presentation State: {', '.join(missing)} missing, "
+                         "expected the image attributes of the source")
     series_uid, sop_uid = _uids(measurement, source, "gsps")
     layers = [hd.pr.GraphicLayer(layer_name=name, order=i + 1, description=desc)
               for i, (name, desc) in enumerate((("LINES", "parameter construction lines"),
@@ -89,7 +96,22 @@ def write_presentation_state(measurement: "Measurement", path: str | PathLike[st
     kwargs: dict[str, Any] = {}  # the VOI window is copied from the source by highdicom
     if source.get("PhotometricInterpretation") == "MONOCHROME1":
         kwargs["presentation_lut_transformation"] = hd.content.PresentationLUTTransformation(presentation_lut_shape="INVERSE")
-    gsps = hd.pr.GrayscaleSoftcopyPresentationState(
+    try:
+        gsps = _build(hd, source, series_uid, sop_uid, measurement, annotations, layers, kwargs)
+    except (AttributeError, ValueError, TypeError) as exc:
+        name = getattr(source, "filename", None) or source.get("SOPInstanceUID", "source")
+        raise InputError(f"{name}: cannot write the Presentation State: {exc}") from None
+    gsps.SeriesDescription = f"cervisag-edge overlay - {DISCLAIMER}"
+    copy_deidentification(gsps, source)
+    set_body_part(gsps, source)
+    gsps.save_as(str(path), enforce_file_format=True)
+    logger.info("wrote %s (%d lines, %d landmarks)", path, len(lines), len(points))
+    return gsps
+
+
+def _build(hd: Any, source: pydicom.Dataset, series_uid: str, sop_uid: str, measurement: "Measurement",
+           annotations: list[Any], layers: list[Any], kwargs: dict[str, Any]) -> pydicom.Dataset:
+    return hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[source],
         series_instance_uid=series_uid,
         series_number=GSPS_SERIES_NUMBER,
@@ -105,10 +127,4 @@ def write_presentation_state(measurement: "Measurement", path: str | PathLike[st
         graphic_layers=layers,
         **kwargs,
     )
-    gsps.SeriesDescription = f"cervisag-edge overlay - {DISCLAIMER}"
-    copy_deidentification(gsps, source)
-    set_body_part(gsps, source)
-    gsps.save_as(str(path), enforce_file_format=True)
-    logger.info("wrote %s (%d lines, %d landmarks)", path, len(lines), len(points))
-    return gsps
 
