@@ -135,3 +135,18 @@ def test_scp_header_check_statuses() -> None:
     assert status == STATUS_CANNOT_UNDERSTAND
     syntaxes = readable_syntaxes()
     assert syntaxes[:2] == ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2") and "1.2.840.10008.1.2.1.99" in syntaxes
+
+
+def test_serve_has_the_option_names_scripts_rely_on(capsys) -> None:
+    from cervisag_edge.cli.main import build_parser, main
+
+    parser = build_parser()
+    serve = parser._subparsers._group_actions[0].choices["serve"]
+    options = {o for a in serve._actions for o in a.option_strings}
+    assert {"--config", "--ae-title", "--port", "--spool", "--allow", "--destination", "--outputs", "--workers",
+            "--status"} <= options
+    args = parser.parse_args(["serve", "--spool", "s", "--allow", "A", "--allow", "B", "--destination", "P@h:1",
+                              "--destination", "Q@h:2", "--outputs", "sr,gsps", "--workers", "2"])
+    assert args.allow == ["A", "B"] and args.destinations == ["P@h:1", "Q@h:2"]
+    assert main(["serve", "--spool", "s", "--destination", "nonsense"]) == 2
+    assert "AE@HOST:PORT" in capsys.readouterr().err
