@@ -47,7 +47,6 @@ def send_files(config: "NodeConfig", dest: "Destination", files: Sequence[Path],
                on_sent: Callable[[Path], None]) -> None:
     """C-STORE each of ``files`` to ``dest`` over one association; ``on_sent(path)`` after each
     success. Raises :class:`DeliveryError` at the first failure."""
-    import pydicom
     from pynetdicom import AE
 
     ae = AE(ae_title=config.ae_title)
@@ -67,8 +66,7 @@ def send_files(config: "NodeConfig", dest: "Destination", files: Sequence[Path],
         raise DeliveryError(f"{dest.label}: association {'rejected' if assoc.is_rejected else 'failed'}")
     try:
         for path in files:
-            ds = pydicom.dcmread(path)
-            status = assoc.send_c_store(ds)
+            status = assoc.send_c_store(Path(path))  # streamed from the file, not decoded again
             code = getattr(status, "Status", None)
             if code is None:
                 raise DeliveryError(f"{dest.label}: no C-STORE response for {path.name} (connection lost or timeout)")
