@@ -17,8 +17,7 @@ Example::
     [timeouts]                            # seconds
     acse = 30
     dimse = 60
-    network = 60
-    idle = 60
+    network = 60                          # also the idle limit of an association
 
     [retry]
     initial_s = 2.0
@@ -101,7 +100,6 @@ class NodeConfig:
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 60.0
-    idle_timeout_s: float = 60.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     give_up_after_s: float = 86400.0
@@ -190,8 +188,7 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> NodeC
             raise InputError(f"{w}: expected a table with ae_title, host and port")
         dests.append(Destination(check_ae_title(d["ae_title"], w), str(d["host"]), _port(d["port"], w), bool(d.get("tls", False))))
     kw["destinations"] = tuple(dests)
-    for table, mapping in (("timeouts", {"acse": "acse_timeout_s", "dimse": "dimse_timeout_s", "network": "network_timeout_s",
-                                         "idle": "idle_timeout_s"}),
+    for table, mapping in (("timeouts", {"acse": "acse_timeout_s", "dimse": "dimse_timeout_s", "network": "network_timeout_s"}),
                            ("retry", {"initial_s": "retry_initial_s", "max_s": "retry_max_s", "give_up_after_s": "give_up_after_s"})):
         section = data.get(table, {})
         for key, value in section.items():
