@@ -8,6 +8,7 @@ Modules (pynetdicom is imported lazily, ``pip install cervisag-edge[node]``):
 - :mod:`.worker`: measuring and writing the result objects;
 - :mod:`.sender`: C-STORE SCU to the destinations, with retries and backoff;
 - :mod:`.health`: the status file behind ``cervisag serve --status``;
+- :mod:`.logs`: the one-JSON-object-per-line log events;
 - :mod:`.server`: :class:`~.server.Node`, which ties them together (start, resume, drain).
 
 See ``docs/node.md`` and ``docs/conformance.md``.
