@@ -112,10 +112,11 @@ def test_sr_round_trip_values_units_and_references(tmp_path):
     for key, (value, unit) in values.items():
         assert value == pytest.approx(params[key], abs=1e-6), key
         assert unit == units.get(key, "deg"), key
-    # highdicom parses the tree back: one group, its measurements reference the source image
+    # highdicom parses the tree back: the parameters group (then the landmarks group); its
+    # measurements reference the source image
     sr = hd.sr.srread(path)
     mgroups = sr.content.get_image_measurement_groups()
-    assert len(mgroups) == 1
+    assert len(mgroups) == 2
     meas = mgroups[0].get_measurements()
     assert len(meas) == 6
     for item in meas:
@@ -162,3 +163,97 @@ def test_sr_for_png_input_references_the_overlay_sc(tmp_path, overlay):
     assert refs == {sc.SOPInstanceUID}
     with pytest.raises(InputError, match="needs a source image"):
         write_structured_report(m, tmp_path / "x.dcm", None)
+
+
+# --------------------------------------------------------------------------- coordinates, UIDs, GSPS
+
+
+def _items(ds, value_type):
+    return [i for i in _walk(ds.ContentSequence) if i.ValueType == value_type]
+
+
+def test_sr_carries_landmark_points_and_parameter_lines_as_scoord(tmp_path):
+    from cervisag_edge.outputs.dicom_out import CONFIDENCE_CODE, PRIVATE_SCHEME
+    from cervisag_edge.outputs.graphics import parameter_polylines
+
+    src = _source()
+    m = make_measurement(hidden=("C1_ANT",))
+    back = pydicom.dcmread(write_structured_report(m, tmp_path / "sr.dcm", src) and tmp_path / "sr.dcm")
+    scoords = _items(back, "SCOORD")
+    points = [s for s in scoords if s.GraphicType == "POINT"]
+    lines = [s for s in scoords if s.GraphicType == "POLYLINE"]
+    visible = [lm for lm in m.landmarks if lm.visible]
+    assert len(points) == len(visible) == 33
+    # one POLYLINE per construction line: 2 per Cobb angle with a value (C1-C7 lost C1_ANT), 2 for Borden
+    assert m.parameters.cobb_c1_c7_deg is None
+    assert len(lines) == len(parameter_polylines(m)) == 2 + 2 + 2
+    for s in scoords:  # each coordinate selects the source image
+        assert s.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    # each landmark: its confidence, its name (tracking identifier) and its point in image coordinates
+    conf_items = [i for i in _items(back, "NUM") if i.ConceptNameCodeSequence[0].CodeValue == CONFIDENCE_CODE.value]
+    assert len(conf_items) == len(visible)
+    by_name = {lm.name: lm for lm in visible}
+    for item in conf_items:
+        children = item.ContentSequence
+        name = next(c.TextValue for c in children if c.ValueType == "TEXT" and c.ConceptNameCodeSequence[0].CodeValue == "112039")
+        lm = by_name[name]
+        assert float(item.MeasuredValueSequence[0].NumericValue) == pytest.approx(lm.confidence, abs=1e-6)
+        point = next(c for c in children if c.ValueType == "SCOORD")
+        np.testing.assert_allclose(point.GraphicData, [lm.x_px + 0.5, lm.y_px + 0.5], atol=1e-3)
+    schemes = {i.CodingSchemeDesignator for i in back.CodingSchemeIdentificationSequence}
+    assert PRIVATE_SCHEME in schemes
+    groups = hd.sr.srread(tmp_path / "sr.dcm").content.get_image_measurement_groups()
+    assert len(groups) == 2 and len(groups[1].get_measurements()) == len(visible)
+    assert read_sr_measurements(back).keys() == {k for k, v in m.parameters.as_dict().items() if v is not None}
+
+
+def test_result_uids_are_deterministic_per_source_model_and_kind(tmp_path, overlay):
+    from dataclasses import replace
+
+    src = _source()
+    m = make_measurement()
+    a = write_structured_report(m, tmp_path / "a.dcm", src)
+    b = write_structured_report(m, tmp_path / "b.dcm", src)
+    assert (a.SOPInstanceUID, a.SeriesInstanceUID) == (b.SOPInstanceUID, b.SeriesInstanceUID)
+    sc = write_secondary_capture(overlay, m, tmp_path / "sc.dcm", src)
+    assert sc.SOPInstanceUID not in (a.SOPInstanceUID, src.SOPInstanceUID)
+    other_model = write_structured_report(replace(m, model_sha256="f" * 64), tmp_path / "c.dcm", src)
+    assert other_model.SOPInstanceUID != a.SOPInstanceUID
+    assert a.SOPInstanceUID.startswith("2.25.") and pydicom.uid.UID(a.SOPInstanceUID).is_valid
+    # without a source (PNG input) nothing ties the output to an instance: fresh UIDs
+    s1 = write_secondary_capture(overlay, m, tmp_path / "s1.dcm", None)
+    s2 = write_secondary_capture(overlay, m, tmp_path / "s2.dcm", None)
+    assert s1.SOPInstanceUID != s2.SOPInstanceUID
+
+
+def test_gsps_draws_points_lines_labels_and_values_on_the_source(tmp_path):
+    from cervisag_edge.outputs.graphics import parameter_polylines
+    from cervisag_edge.outputs.gsps import GSPS_SERIES_NUMBER, value_lines, write_presentation_state
+
+    src = _source()
+    src.WindowCenter, src.WindowWidth = 2048, 4096
+    src.SamplesPerPixel, src.PhotometricInterpretation = 1, "MONOCHROME2"
+    src.BitsAllocated, src.BitsStored, src.HighBit, src.PixelRepresentation = 16, 12, 11, 0
+    m = make_measurement()
+    write_presentation_state(m, tmp_path / "pr.dcm", src)
+    back = pydicom.dcmread(tmp_path / "pr.dcm")
+    assert back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1" and back.SeriesNumber == GSPS_SERIES_NUMBER
+    for kw in IDENTITY:
+        assert str(back[kw].value) == str(src[kw].value), kw
+    assert back.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    objects = [g for ann in back.GraphicAnnotationSequence for g in ann.get("GraphicObjectSequence", [])]
+    texts = [t.UnformattedTextValue for ann in back.GraphicAnnotationSequence for t in ann.get("TextObjectSequence", [])]
+    assert sum(g.GraphicType == "POINT" for g in objects) == sum(lm.visible for lm in m.landmarks)
+    assert sum(g.GraphicType == "POLYLINE" for g in objects) == len(parameter_polylines(m)) == 8
+    assert all(g.GraphicAnnotationUnits == "PIXEL" for g in objects)
+    assert set(value_lines(m)) <= set(texts) and "C2" in texts
+    assert any(t.startswith("Cobb C2-C7: ") and t.endswith(" deg") for t in texts)
+    assert float(back.SoftcopyVOILUTSequence[0].WindowCenter) == 2048
+    assert {layer.GraphicLayer for layer in back.GraphicLayerSequence} == {"LINES", "LANDMARKS", "VALUES"}
+
+
+def test_gsps_refuses_a_source_without_image_attributes(tmp_path):
+    from cervisag_edge.outputs.gsps import write_presentation_state
+
+    with pytest.raises(InputError, match="Presentation State"):
+        write_presentation_state(make_measurement(), tmp_path / "pr.dcm", _source())

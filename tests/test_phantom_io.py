@@ -27,10 +27,11 @@ def test_dicom_has_the_dx_for_presentation_tags(small, tmp_path: Path) -> None:
     assert ds.PresentationIntentType == "FOR PRESENTATION"
     assert ds.PhotometricInterpretation == small.photometric
     assert 12 <= ds.BitsStored <= 16 and ds.BitsStored == small.bits_stored and ds.HighBit == ds.BitsStored - 1
-    assert float(ds.RescaleSlope) == pytest.approx(small.rescale_slope)
-    assert float(ds.RescaleIntercept) == pytest.approx(small.rescale_intercept)
-    assert float(ds.WindowCenter) == pytest.approx(small.window_center, rel=1e-6)
-    assert float(ds.WindowWidth) == pytest.approx(small.window_width, rel=1e-6)
+    # DX: identity Modality LUT; the phantom's rescale is folded into the window
+    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, 0.0)
+    m, b = small.rescale_slope, small.rescale_intercept
+    assert float(ds.WindowCenter) == pytest.approx((small.window_center - 0.5 - b) / m + 0.5, rel=1e-6)
+    assert float(ds.WindowWidth) == pytest.approx((small.window_width - 1) / m + 1, rel=1e-6)
     np.testing.assert_allclose([float(v) for v in ds.ImagerPixelSpacing], small.imager_pixel_spacing_mm, rtol=1e-7)
     assert float(ds.EstimatedRadiographicMagnificationFactor) == pytest.approx(small.magnification, rel=1e-7)
     assert str(ds.PatientName) == "PHANTOM^CERVISAG"

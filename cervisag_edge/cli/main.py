@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "phantoms": "phantoms",
     "verify": "verify",
     "bench": "bench",
+    "serve": "serve",
 }
 
 

@@ -3,14 +3,18 @@
 highdicom is imported lazily (``pip install cervisag-edge[dicom-out]``).
 
 What the outputs carry (see ``docs/output.md``): patient and study identity copied from the
-source image (never invented), plus generated Series/SOP Instance UIDs, series numbers
+source image (never invented), plus Series/SOP Instance UIDs, series numbers
 :data:`SC_SERIES_NUMBER` / :data:`SR_SERIES_NUMBER`, instance number 1 and content date/time.
+With a source image every generated UID is derived from the source SOP Instance UID, the model
+SHA-256 and the output kind (:func:`result_uid`), so measuring the same instance twice gives the
+same result UIDs and a PACS never holds duplicates.
 Without a source image (PNG input) a synthetic Study Instance UID is generated, patient
 attributes stay empty, and the Series Description says so.
 """
 from __future__ import annotations
 
 import logging
+import uuid
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -22,6 +26,7 @@ from pydicom.uid import generate_uid
 
 from .. import __version__
 from ..errors import InputError
+from .graphics import to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..measurement import Measurement
@@ -50,6 +55,63 @@ SR_CODES: dict[str, tuple[Code, Code | None, Code]] = {
 PROCEDURE_CODE = Code("168537006", "SCT", "Plain radiography")
 FINDING_SITE_CODE = Code("122494005", "SCT", "Cervical spine")
 _REQUIRED_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
+#: The landmarks' group (finding type) and each landmark's detection confidence (unitless).
+LANDMARK_CODE = Code("CSAG100", PRIVATE_SCHEME, "Cervical spine landmark")
+CONFIDENCE_CODE = Code("CSAG101", PRIVATE_SCHEME, "Landmark detection confidence")
+NO_UNITS = Code("1", "UCUM", "no units")
+IMAGING_MEASUREMENTS = "126010"  # DCM "Imaging Measurements" container of TID 1500
+#: Coding Scheme Identification of :data:`PRIVATE_SCHEME` (PS3.3 C.12.1.1.2).
+PRIVATE_SCHEME_NAME = "cervisag-edge private codes"
+PRIVATE_SCHEME_ORGANIZATION = "cervisag-edge project"
+_UID_NAMESPACE = uuid.UUID("6f1c2a1e-5b0d-4c55-9a4e-2f6b7d8c9e10")
+
+
+def result_uid(source_sop_instance_uid: str, model_sha256: str, kind: str) -> str:
+    """A deterministic UID (``2.25.<UUIDv5 as integer>``, PS3.5 B.2) of output ``kind`` (e.g.
+    ``"sr-sop"``, ``"gsps-series"``) measured on the source instance with that model."""
+    name = f"{source_sop_instance_uid}|{model_sha256}|{kind}"
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+
+
+def _uids(measurement: "Measurement", source: pydicom.Dataset | None, kind: str) -> tuple[str, str]:
+    """(Series Instance UID, SOP Instance UID) of output ``kind``: derived when there is a source."""
+    if source is None:
+        return generate_uid(), generate_uid()
+    sop = str(source.SOPInstanceUID)
+    return (result_uid(sop, measurement.model_sha256, f"{kind}-series"),
+            result_uid(sop, measurement.model_sha256, f"{kind}-sop"))
+
+
+def declare_private_scheme(ds: pydicom.Dataset) -> None:
+    """Add :data:`PRIVATE_SCHEME` to the Coding Scheme Identification Sequence of ``ds``."""
+    item = pydicom.Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_ORGANIZATION
+    ds.CodingSchemeIdentificationSequence = [item]
+
+
+def set_body_part(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
+    """Body Part Examined copied from the source (``CSPINE`` by default): it tells validators the
+    part is unpaired, so Laterality (General Series, Type 2C) stays absent; a source Laterality is copied."""
+    if "BodyPartExamined" not in ds:
+        ds.BodyPartExamined = str(source.get("BodyPartExamined", "") or "CSPINE") if source is not None else "CSPINE"
+    if source is not None and source.get("Laterality") and "Laterality" not in ds:
+        ds.Laterality = source.Laterality
+
+
+def copy_deidentification(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
+    """Patient Identity Removed is copied from the source by highdicom; when it is YES the
+    De-identification Method (Type 1C) must be present: copy the source's, else state that the
+    source gave none."""
+    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+        return
+    if source is not None and "DeidentificationMethodCodeSequence" in source:
+        ds.DeidentificationMethodCodeSequence = source.DeidentificationMethodCodeSequence
+    if source is not None and source.get("DeidentificationMethod"):
+        ds.DeidentificationMethod = source.DeidentificationMethod
+    elif "DeidentificationMethodCodeSequence" not in ds:
+        ds.DeidentificationMethod = "as stated by the source image (method not given there)"
 
 
 #: Type 2 identity attributes highdicom reads from evidence; absent ones are added empty.
@@ -101,6 +163,9 @@ def write_secondary_capture(
     """
     import highdicom as hd
 
+    if source is not None:
+        _check_source(source, "Secondary Capture")
+    series_uid, sop_uid = _uids(measurement, source, "sc")
     rgb = np.ascontiguousarray(overlay_rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"{path}: overlay has shape {rgb.shape} dtype {rgb.dtype}, expected (H, W, 3) uint8")
@@ -109,16 +174,15 @@ def write_secondary_capture(
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
-        series_instance_uid=generate_uid(),
+        series_instance_uid=series_uid,
         series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
         patient_orientation=_orientation(measurement, source),
         transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
     )
     if source is not None:
-        _check_source(source, "Secondary Capture")
         sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=source, **common)
         description = f"cervisag-edge overlay - {DISCLAIMER}"
     else:
@@ -133,6 +197,8 @@ def write_secondary_capture(
         ref.ReferencedSOPClassUID = source.SOPClassUID
         ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
         sc.SourceImageSequence = [ref]
+    copy_deidentification(sc, source)
+    set_body_part(sc, source)
     sc.save_as(str(path), enforce_file_format=True)
     logger.info("wrote %s", path)
     return sc
@@ -149,16 +215,26 @@ def write_structured_report(
     source: pydicom.Dataset | None = None,
     overlay_sc: pydicom.Dataset | None = None,
 ) -> pydicom.Dataset:
-    """Write a Comprehensive 3D SR holding a TID 1500 Measurement Report of the six parameters.
+    """Write a Comprehensive 3D SR holding a TID 1500 Measurement Report.
 
-    Each available parameter is one numeric item (UCUM unit, codes in :data:`SR_CODES`) of a
-    single measurement group, with the algorithm identification and a Source Image For
-    Measurement reference to ``source``. Parameters that are None are omitted. The SR is
-    in the study of ``source``; without one it joins the (synthetic) study of ``overlay_sc``
-    and references that image instead. One of the two is required. Returns the dataset written.
+    - One TID 1501 group of the six parameters: each available one is a numeric item (UCUM unit,
+      codes in :data:`SR_CODES`) referencing the source image and carrying its construction as
+      SCOORD POLYLINEs in image coordinates (:func:`~.graphics.parameter_polylines`: both
+      reference lines of each Cobb angle, Borden's chord and perpendicular). None values are omitted.
+    - One TID 1501 group of the landmarks (finding type :data:`LANDMARK_CODE`): per visible
+      landmark a numeric item of its detection confidence (:data:`CONFIDENCE_CODE`, unitless) with
+      the landmark name as tracking identifier and as finding site (:func:`landmark_code`), and
+      its position as a SCOORD POINT.
+
+    Private codes (:data:`PRIVATE_SCHEME`) are declared in the Coding Scheme Identification
+    Sequence. The SR is in the study of ``source``; without one it joins the (synthetic) study of
+    ``overlay_sc`` and references that image instead. One of the two is required. Returns the
+    dataset written.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
+
+    from .graphics import parameter_polylines
 
     if source is None and overlay_sc is None:
         raise InputError(f"{path}: a DICOM SR needs a source image or the overlay Secondary Capture to reference")
@@ -166,6 +242,10 @@ def write_structured_report(
         _check_source(source, "Structured Report")
     referenced = source if source is not None else overlay_sc
     evidence = [_with_empty_type2(ds) for ds in (source, overlay_sc) if ds is not None]
+    series_uid, sop_uid = _uids(measurement, source, "sr")
+
+    def tracking_uid(what: str) -> str:
+        return result_uid(sop_uid, measurement.model_sha256, f"sr-tracking-{what}")
 
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -185,6 +265,15 @@ def write_structured_report(
         referenced_sop_class_uid=referenced.SOPClassUID,
         referenced_sop_instance_uid=referenced.SOPInstanceUID,
     )
+    region_ref = hd.sr.SourceImageForRegion(
+        referenced_sop_class_uid=referenced.SOPClassUID,
+        referenced_sop_instance_uid=referenced.SOPInstanceUID,
+    )
+    lines: dict[str, list[Any]] = {}
+    for line in parameter_polylines(measurement):
+        lines.setdefault(line.parameter, []).append(
+            hd.sr.CoordinatesForMeasurement(graphic_type="POLYLINE", graphic_data=to_dicom_image_coords(line.points_px),
+                                            source_image=region_ref))
     values = measurement.parameters.as_dict()
     items = []
     for key, (name, method, unit) in SR_CODES.items():
@@ -197,42 +286,75 @@ def write_structured_report(
                 value=float(value),
                 unit=unit,
                 method=method,
-                algorithm_id=algorithm,
                 referenced_images=[source_ref],
+                referenced_coordinates=lines.get(key) or None,
             )
         )
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="cervical sagittal alignment"),
+    groups: list[Any] = [hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid("parameters"), identifier="cervical sagittal alignment"),
         algorithm_id=algorithm,
         finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
         measurements=items or None,
-    )
+    )]
+    landmark_items = []
+    for index, lm in enumerate(measurement.landmarks):
+        if not lm.visible or not (np.isfinite(lm.x_px) and np.isfinite(lm.y_px)):
+            continue
+        point = hd.sr.CoordinatesForMeasurement(graphic_type="POINT", source_image=region_ref,
+                                                graphic_data=to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]])))
+        landmark_items.append(hd.sr.Measurement(
+            name=CONFIDENCE_CODE, value=float(lm.confidence), unit=NO_UNITS,
+            tracking_identifier=hd.sr.TrackingIdentifier(identifier=lm.name),
+            finding_sites=[hd.sr.FindingSite(anatomic_location=landmark_code(index, lm.name))],
+            referenced_coordinates=[point],
+        ))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PROCEDURE_CODE,
-        imaging_measurements=[group],
+        imaging_measurements=groups,
         referenced_images=_image_library(referenced),
     )
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
-        series_instance_uid=generate_uid(),
+        series_instance_uid=series_uid,
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,
         is_verified=False,
     )
+    if landmark_items:
+        # The landmarks' group (highdicom's TID 1501) joins the Imaging Measurements container
+        # after the document is built: it references only the source image, already in the
+        # evidence, and highdicom's copy and evidence search of ~30 more SCOORDs cost ~85 % of
+        # the SR time. (``sr.content`` of this object omits it; a re-read SR has it.)
+        landmarks_group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid("landmarks"), identifier="cervical spine landmarks"),
+            finding_type=LANDMARK_CODE,
+            algorithm_id=algorithm,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
+            measurements=landmark_items,
+        )
+        container = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == IMAGING_MEASUREMENTS)
+        container.ContentSequence.extend(landmarks_group)
     sr.SeriesDescription = (
         f"cervisag-edge measurements - {DISCLAIMER}"
         if source is not None
         else "cervisag-edge measurements, synthetic study (no DICOM source)"
     )
+    declare_private_scheme(sr)
+    copy_deidentification(sr, source)
     sr.save_as(str(path), enforce_file_format=True)
-    logger.info("wrote %s (%d measurements)", path, len(items))
+    logger.info("wrote %s (%d measurements, %d landmarks)", path, len(items), len(landmark_items))
     return sr
+
+
+def landmark_code(index: int, name: str) -> Code:
+    """The private code of landmark ``name`` (position ``index`` in ``LANDMARK_NAMES``)."""
+    return Code(f"CSAGL{index:02d}", PRIVATE_SCHEME, name)
 
 
 def _image_library(image: pydicom.Dataset) -> list[pydicom.Dataset] | None:

@@ -32,6 +32,26 @@ def _ds(x: float) -> str:
     return s if len(s) <= 16 else f"{x:.8g}"
 
 
+def _code(value: str, scheme: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def stored_window(ph: Phantom) -> tuple[float, float]:
+    """The phantom's LINEAR window (centre, width), defined on rescaled values ``m·s + b``, as
+    the window on stored values ``s`` that displays the same image (slope ``m`` > 0):
+    ``c' = (c − 0.5 − b)/m + 0.5``, ``w' = (w − 1)/m + 1`` (PS3.3 C.11.2.1.2.1)."""
+    m, b = float(ph.rescale_slope), float(ph.rescale_intercept)
+    if not m > 0:
+        raise ValueError(f"phantom rescale slope {m!r} must be > 0")
+    return (ph.window_center - 0.5 - b) / m + 0.5, (ph.window_width - 1.0) / m + 1.0
+
+
 def build_dataset(ph: Phantom, with_pixel_spacing: bool | None = None):
     """The pydicom FileDataset (explicit VR little endian, uncompressed) of ``ph``."""
     from pydicom.dataset import FileDataset, FileMetaDataset
@@ -69,7 +89,13 @@ def build_dataset(ph: Phantom, with_pixel_spacing: bool | None = None):
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
     ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "synthetic phantom: no patient data"
     ds.BodyPartExamined = "CSPINE"
+    ds.AnatomicRegionSequence = [_code("122494005", "SCT", "Cervical spine")]
+    ds.PositionReferenceIndicator = ""
+    ds.DetectorType = "SCINTILLATOR"
+    ds.PositionerType = "COLUMN"
+    ds.AcquisitionContextSequence = []
     ds.ViewPosition = "LATERAL"
     ds.ImageLaterality = "U"
     ds.PatientOrientation = ["A" if ph.facing == "right" else "P", "F"]
@@ -86,11 +112,14 @@ def build_dataset(ph: Phantom, with_pixel_spacing: bool | None = None):
     ds.PixelIntensityRelationship = "LOG"
     ds.PixelIntensityRelationshipSign = -1 if ph.photometric == "MONOCHROME2" else 1
     ds.PresentationLUTShape = "IDENTITY" if ph.photometric == "MONOCHROME2" else "INVERSE"
-    ds.RescaleSlope = _ds(ph.rescale_slope)
-    ds.RescaleIntercept = _ds(ph.rescale_intercept)
+    # DX requires the identity Modality LUT (PS3.3 C.8.11.3: slope 1, intercept 0); the
+    # phantom's rescale is folded into the window so the displayed image is unchanged.
+    center, width = stored_window(ph)
+    ds.RescaleSlope = "1"
+    ds.RescaleIntercept = "0"
     ds.RescaleType = "US"
-    ds.WindowCenter = _ds(ph.window_center)
-    ds.WindowWidth = _ds(ph.window_width)
+    ds.WindowCenter = _ds(center)
+    ds.WindowWidth = _ds(width)
     ds.VOILUTFunction = "LINEAR"
     ds.ImagerPixelSpacing = [_ds(v) for v in ph.imager_pixel_spacing_mm]
     ds.EstimatedRadiographicMagnificationFactor = _ds(ph.magnification)
