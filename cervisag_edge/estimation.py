@@ -35,6 +35,8 @@ MAX_STEPS = 3
 #: A weak peak is accepted when it lies within this fraction of the neighbour's body height of
 #: the extrapolated corner.
 PEAK_GATE = 0.5
+#: Pose the extrapolated shape on the weak peaks (≥ 3 anchors) instead of taking each peak alone.
+SHAPE_FIT = True
 
 _LEVELS = np.array([vertebra_corner_indices(v) for v in VERTEBRAE])  # (7, 4)
 
@@ -112,9 +114,24 @@ def estimate_landmarks(pts_px: np.ndarray, confidence: np.ndarray, visible: np.n
             pred = _apply(a2, b2, pred)
         base_steps = int(max(steps[_LEVELS[b_level]].max(), 0)) + 1
         gate = PEAK_GATE * _height(B)
+        ok_peak = np.array([missing[j] and conf[idx[j]] >= cal.estimate_min_confidence and ins[idx[j]]
+                            and np.hypot(*(pts[idx[j]] - pred[j])) <= gate for j in range(4)])
+        anchors = known | ok_peak
+        if SHAPE_FIT and ok_peak.any() and anchors.sum() >= 3:
+            # the neighbour's shape, posed on the seen corners and the weak peaks: one rigid body,
+            # so the noise of single weak peaks averages out
+            target = np.where(known[:, None], cur[idx], pts[idx])
+            a3, b3 = similarity(pred[anchors], target[anchors])
+            fitted = _apply(a3, b3, pred)
+        else:
+            fitted = None
         for j in np.flatnonzero(missing):
             k = idx[j]
-            if conf[k] >= cal.estimate_min_confidence and ins[k] and np.hypot(*(pts[k] - pred[j])) <= gate:
+            if fitted is not None:
+                cur[k] = fitted[j]
+                cur_cov[k] = cov[k] * cal.estimated_scale**2
+                kind[k], steps[k] = "peak", 0
+            elif ok_peak[j]:
                 cur[k] = pts[k]
                 cur_cov[k] = cov[k] * cal.estimated_scale**2
                 kind[k], steps[k] = "peak", 0

@@ -10,7 +10,7 @@ Landmark model (all numbers from the model manifest's ``extra["uncertainty"]``, 
 
     C_k   = second central moments of the peak region of heatmap k (values above half the
             peak, within ``PATCH_RADIUS_HM`` px), mapped to mm through the UDP and letterbox maps
-    Σ_k   = scale² · C_k / max(conf_k, 0.05)^confidence_power + floor_mm² · I        (measured)
+    Σ_k   = scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I   (measured)
     Σ_k   = estimated_scale² · Σ_k                                  (estimated from a weak peak)
     Σ_k   = (extrapolated_sd_mm · steps)² · I + Σ_k of the level it was extrapolated from
 
@@ -62,6 +62,7 @@ class UncertaintyCalibration:
     scale: float = 1.0
     floor_mm: float = 0.3
     confidence_power: float = 0.0
+    confidence_floor: float = 0.5
     estimated_scale: float = 3.0
     extrapolated_sd_mm: float = 2.0
     estimate_min_confidence: float = 0.15
@@ -99,7 +100,7 @@ class UncertaintyCalibration:
             return cls()
         known = {f.name for f in dataclasses.fields(cls)} - {"calibrated", "source"}
         kwargs = {k: v for k, v in raw.items() if k in known}
-        for k in ("scale", "floor_mm", "confidence_power", "estimated_scale", "extrapolated_sd_mm", "estimate_min_confidence"):
+        for k in ("scale", "floor_mm", "confidence_power", "confidence_floor", "estimated_scale", "extrapolated_sd_mm", "estimate_min_confidence"):
             if k in kwargs:
                 kwargs[k] = float(kwargs[k])
         for k in ("n_samples", "seed"):
@@ -170,7 +171,7 @@ def landmark_covariance(spread: np.ndarray, confidence: np.ndarray, cal: Uncerta
     """(K, 2, 2) calibrated covariance of measured landmarks from the raw spread (K, 2, 2) and
     confidence (K,). ``unit_mm`` is the size of one unit of ``spread`` in mm (1 for mm; the
     pixel size when working in px), so that the floor stays in mm."""
-    conf = np.maximum(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), _MIN_CONF)
+    conf = np.maximum(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), max(cal.confidence_floor, _MIN_CONF))
     factor = cal.scale**2 / conf**cal.confidence_power
     return spread * factor[:, None, None] + (cal.floor_mm / unit_mm) ** 2 * np.eye(2)[None]
 
