@@ -64,3 +64,16 @@ def test_failed_records_are_skipped() -> None:
     params: dict[str, dict[str, Any]] = {}
     add_interval_metrics(params, [_Rec(None, {"ccl_deg": 1.0}, ok=False)])
     assert params["ccl_deg"]["with_estimates"]["reported_percent"] is None
+
+
+def test_quality_flag_counts() -> None:
+    from cervisag_edge.verify.intervals import quality_flag_counts
+
+    m1 = _M(_Params({}))
+    object.__setattr__(m1, "quality_flags", ({"flag": "low_confidence", "reason": "r"},))
+    m2 = _M(_Params({}))
+    object.__setattr__(m2, "quality_flags", ({"flag": "low_confidence", "reason": "r"}, {"flag": "spacing_unknown", "reason": "r"}))
+    recs = [_Rec(m1, {}), _Rec(m2, {}), _Rec(None, {}, ok=False)]
+    assert quality_flag_counts(recs) == {"low_confidence": 2, "spacing_unknown": 1}
+    assert "Quality flags: low_confidence 2, spacing_unknown 1" in "\n".join(
+        report_lines({"parameters": {"ccl_deg": {"ci95_coverage_percent": 1.0}}, "quality_flag_counts": quality_flag_counts(recs)}))

@@ -16,7 +16,7 @@ from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 from . import metrics as M
 from .dataset import PARAMETER_KEYS, VerifyItem, reference_parameters
 from .harness import ImageResult
-from .intervals import add_interval_metrics, measured_values
+from .intervals import add_interval_metrics, measured_values, quality_flag_counts
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = 
         "parameters": params,
         "icc_pooled": pooled.icc,
         "icc_pooled_ci95": [pooled.ci_low, pooled.ci_high],
+        "quality_flag_counts": quality_flag_counts(records),
     }
     return _clean(doc)
 

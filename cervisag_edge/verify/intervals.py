@@ -12,6 +12,8 @@ measured-only, as before; the keys added to each ``parameters[k]`` are documente
 - ``estimated``: ``{n, mae, ci95_coverage_percent, ci95_mean_width}`` of the estimated values;
 - ``with_estimates``: ``{n, reported_percent, mae, ci95_coverage_percent}`` over both, where
   ``reported_percent`` is the share of images with a reference that got a value at all.
+
+and at the top level ``quality_flag_counts``: ``{flag: number of images}``.
 """
 from __future__ import annotations
 
@@ -79,6 +81,16 @@ def add_interval_metrics(parameters: MutableMapping[str, MutableMapping[str, Any
         p["with_estimates"] = both
 
 
+def quality_flag_counts(records: Sequence[Any]) -> dict[str, int]:
+    """How many successful images got each quality flag (``quality_flag_counts`` in the JSON)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        m = getattr(r, "measurement", None)
+        for f in (getattr(m, "quality_flags", ()) or ()) if m is not None else ():
+            counts[str(f["flag"])] = counts.get(str(f["flag"]), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def report_lines(metrics: Mapping[str, Any]) -> list[str]:
     """Markdown lines of the interval table for ``report.md`` (empty when nothing was scored)."""
     params = metrics.get("parameters", {})
@@ -98,4 +110,7 @@ def report_lines(metrics: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {k} | {f(p.get('ci95_coverage_percent'), 1)} | {f(p.get('ci95_mean_width'))} | "
                      f"{f(p.get('ci95_width_over_mae'))} | {e.get('n', 0)} | {f(e.get('mae'))} | "
                      f"{f(e.get('ci95_coverage_percent'), 1)} | {f(w.get('reported_percent'), 1)} |")
+    flags = metrics.get("quality_flag_counts")
+    if flags is not None:
+        lines += ["", "Quality flags: " + (", ".join(f"{k} {v}" for k, v in flags.items()) if flags else "none")]
     return lines + [""]
