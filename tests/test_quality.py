@@ -177,3 +177,30 @@ def test_cli_no_estimates_option() -> None:
     measure.add_arguments(p)
     assert p.parse_args(["x.dcm"]).estimates is True
     assert p.parse_args(["x.dcm", "--no-estimates"]).estimates is False
+
+
+def test_overlay_legend_value_with_half_interval() -> None:
+    from cervisag_edge.outputs.overlay import format_value
+
+    assert format_value(31.64, "deg") == "31.6 deg"
+    assert format_value(31.64, "deg", {"low": 25.0, "high": 38.2, "estimated": False}) == "31.6 +/- 6.6 deg"
+    assert format_value(3.0, "mm", {"low": 1.0, "high": 5.0, "estimated": True}) == "3.0 +/- 2.0 mm (est.)"
+
+
+def test_overlay_draws_estimated_landmarks_as_amber_rings(measurer) -> None:
+    from cervisag_edge.io import read_image
+    from cervisag_edge.outputs.overlay import _ESTIMATED, overlay_layout, render_overlay
+
+    img = read_image(DEMO)
+    m = measurer.measure_image(img)
+    est = [lm for lm in m.landmarks if lm.estimated]
+    if not est:
+        pytest.skip("the demo phantom has no estimated landmark with this model")
+    rgb = render_overlay(img.display, m)
+    layout = overlay_layout(*img.display.shape)
+    x, y = layout.to_canvas(np.array([[est[0].x_px, est[0].y_px]]))[0]
+    r = int(4 * layout.thickness_px + 6)
+    patch = rgb[int(y) - r:int(y) + r + 1, int(x) - r:int(x) + r + 1].reshape(-1, 3).astype(int)
+    assert np.any(np.abs(patch - np.array(_ESTIMATED)).sum(axis=1) < 40)  # the ring
+    centre = rgb[int(round(y)), int(round(x))].astype(int)
+    assert np.abs(centre - np.array(_ESTIMATED)).sum() > 40  # hollow
