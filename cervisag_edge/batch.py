@@ -55,6 +55,7 @@ class BatchOptions:
     precision: str = "fp32"
     threads: int | None = None
     confidence_threshold: float | None = None
+    estimates: bool = True  # estimated hidden landmarks and parameters (docs/uncertainty.md)
     pixel_spacing_mm: tuple[float, float] | None = None
     overlay_dir: str | None = None
     dicom_out_dir: str | None = None
@@ -79,7 +80,8 @@ class _Worker:
         lim_kwargs = {k: v for k, v in (("max_pixels", opts.max_pixels), ("max_bytes", opts.max_bytes)) if v}
         self.opts = opts
         self.measurer = Measurer(opts.model, backend=opts.backend, precision=opts.precision, threads=opts.threads,
-                                 confidence_threshold=opts.confidence_threshold, limits=ReadLimits(**lim_kwargs))
+                                 confidence_threshold=opts.confidence_threshold, limits=ReadLimits(**lim_kwargs),
+                                 estimates=opts.estimates)
 
     def process(self, index: int, file: str) -> dict[str, Any]:
         from .io import read_image

@@ -25,6 +25,10 @@ class Landmark:
     y_mm: float | None
     confidence: float
     visible: bool
+    #: Square root of the larger eigenvalue of the landmark's covariance (mm); None when unknown.
+    sd_mm: float | None = None
+    #: True when the position is estimated (hidden or just out of frame), see docs/uncertainty.md.
+    estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +39,8 @@ class Landmark:
             "y_mm": _num(self.y_mm),
             "confidence": _num(self.confidence),
             "visible": bool(self.visible),
+            "sd_mm": _num(self.sd_mm),
+            "estimated": bool(self.estimated),
         }
 
 
@@ -59,6 +65,10 @@ class Measurement:
     precision: str
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    #: ``{name: {"low", "high", "estimated"}}`` 95 % intervals (docs/uncertainty.md).
+    parameter_intervals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``({"flag", "reason"}, ...)`` quality flags (docs/uncertainty.md).
+    quality_flags: tuple[Mapping[str, str], ...] = ()
 
     def landmarks_px(self) -> np.ndarray:
         """(34, 2) float64 pixel coordinates; NaN where the landmark is not visible."""
@@ -84,6 +94,9 @@ class Measurement:
             "model": {"id": self.model_id, "sha256": self.model_sha256, "backend": self.backend, "precision": self.precision},
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
+            "parameter_intervals": {k: {"low": _num(v["low"]), "high": _num(v["high"]), "estimated": bool(v["estimated"])}
+                                    for k, v in self.parameter_intervals.items()},
+            "quality_flags": [{"flag": str(f["flag"]), "reason": str(f["reason"])} for f in self.quality_flags],
         }
 
 

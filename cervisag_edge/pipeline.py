@@ -31,6 +31,7 @@ from .manifest import ModelManifest, load_manifest
 from .measurement import Landmark, Measurement
 from .parameters import PARAMETER_NAMES, SEGMENTS, SagittalParameters, compute_parameters
 from .preprocess import LetterboxTransform, letterbox, normalize
+from .uncertainty import UncertaintyCalibration, annotate
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +87,13 @@ class Measurer:
     ``backend``: ``onnxruntime`` (default), ``tensorrt``, ``torch`` or ``auto``.
     ``precision``: ``fp32``, ``fp16`` or ``int8`` (the variant that suits the backend is chosen).
     ``confidence_threshold``: landmarks below it are not visible (default: the manifest's).
+    ``estimates``: report estimated hidden landmarks and the parameters that need them (flagged
+    estimated); False gives None for those, as measured-only callers expect.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, backend: str = "onnxruntime", precision: str = "fp32",
                  *, threads: int | None = None, confidence_threshold: float | None = None,
-                 limits: ReadLimits | None = None, providers: Sequence[str] = ("cpu",)) -> None:
+                 limits: ReadLimits | None = None, providers: Sequence[str] = ("cpu",), estimates: bool = True) -> None:
         t0 = time.perf_counter()
         if backend in ("auto", "tensorrt"):
             plan = manifest_path_for(model, "tensorrt", precision)
@@ -114,6 +117,8 @@ class Measurer:
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold {self.confidence_threshold} must lie in [0, 1]")
         self.limits = limits or ReadLimits()
+        self.estimates = bool(estimates)
+        self.uncertainty = UncertaintyCalibration.from_manifest(self.manifest)
         self.load_ms = _ms(t0)
         logger.debug("loaded %s on %s in %.1f ms", self.manifest.model_id, backend, self.load_ms)
 
@@ -226,11 +231,11 @@ class Measurer:
             for name, p, c, v in zip(LANDMARK_NAMES, pts, conf, visible)
         )
         timings["total_ms"] = _ms(t_start)
-        return Measurement(
+        return annotate(Measurement(
             source=source, landmarks=landmarks, parameters=params, pixel_spacing_mm=sp, spacing_source=img.spacing_source,
             image_size_px=img.size_px, model_id=self.manifest.model_id, model_sha256=self.manifest.sha256,
             backend=self.backend_name, precision=self.precision, timings_ms=dict(timings), warnings=tuple(warnings),
-        )
+        ), heatmaps, tf, self.codec, img.display, self.uncertainty, estimates=self.estimates)
 
     def close(self) -> None:
         self.backend.close()

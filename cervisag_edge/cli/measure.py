@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--threads", type=int, help="inference threads per worker")
     p.add_argument("--confidence-threshold", type=float, help="landmarks below it are not visible (default: the model's)")
+    p.add_argument("--no-estimates", dest="estimates", action="store_false",
+                   help="report measured values only: no estimated hidden landmarks, parameters needing them are null")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-study time limit in batch mode")
     p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this, before decoding")
     p.add_argument("--max-bytes", type=int, help="refuse files larger than this many bytes, before reading")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cervisag measure: error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
     opts = BatchOptions(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads,
-                        confidence_threshold=args.confidence_threshold,
+                        confidence_threshold=args.confidence_threshold, estimates=args.estimates,
                         pixel_spacing_mm=tuple(args.pixel_spacing) if args.pixel_spacing else None,
                         overlay_dir=args.overlay, dicom_out_dir=args.dicom_out, max_pixels=args.max_pixels,
                         max_bytes=args.max_bytes, timeout_s=args.timeout, max_batch=args.max_batch)

@@ -44,6 +44,7 @@ _WHITE = (245, 245, 245)
 _GREY = (150, 150, 150)
 _HIDDEN = (125, 125, 125)
 _C7_LINE = (245, 245, 245)
+_ESTIMATED = (255, 190, 60)
 
 #: (parameter key, legend label, unit shown, RGB colour of its lines) in legend order.
 LEGEND: tuple[tuple[str, str, str, tuple[int, int, int]], ...] = (
@@ -120,7 +121,7 @@ def overlay_layout(height_px: int, width_px: int) -> OverlayLayout:
 
 
 def _panel_width(font_scale: float) -> int:
-    sample = "Cobb C0-C7  n/a (MCG, C7 hidden)"
+    sample = "Cobb C0-C7  31.6 +/- 10.5 deg (est.)"
     (w, _), _ = cv2.getTextSize(sample, _FONT, font_scale, 1)
     return int(w * 1.25) + int(60 * font_scale)
 
@@ -149,7 +150,8 @@ def render_overlay(display: np.ndarray, measurement: "Measurement") -> np.ndarra
     canvas_vis = layout.to_canvas(pts_vis)
 
     _draw_parameter_lines(canvas, canvas_vis, pts_vis, layout)
-    _draw_landmarks(canvas, layout.to_canvas(pts_all), visible, measurement.confidences(), layout)
+    estimated = np.array([bool(getattr(lm, "estimated", False)) for lm in measurement.landmarks])
+    _draw_landmarks(canvas, layout.to_canvas(pts_all), visible, measurement.confidences(), layout, estimated)
     _draw_vertebra_labels(canvas, canvas_vis, layout)
     _draw_banner(canvas, layout)
     _draw_legend(canvas, measurement, layout)
@@ -256,16 +258,22 @@ def _draw_parameter_lines(canvas: np.ndarray, pts: np.ndarray, pts_img: np.ndarr
         _line(canvas, *_extended(a, b, 0.6), _C7_LINE, t)
 
 
-def _draw_landmarks(canvas: np.ndarray, pts: np.ndarray, visible: np.ndarray, conf: np.ndarray, layout: OverlayLayout) -> None:
-    """Visible confident: filled; visible low-confidence: hollow; hidden: grey hollow."""
+def _draw_landmarks(canvas: np.ndarray, pts: np.ndarray, visible: np.ndarray, conf: np.ndarray, layout: OverlayLayout,
+                    estimated: np.ndarray | None = None) -> None:
+    """Visible confident: filled; visible low-confidence: hollow; estimated: hollow (amber);
+    hidden: grey hollow."""
     t = layout.thickness_px
     r = 2.0 * t + 2
-    for name, p, vis, c in zip(LANDMARK_NAMES, pts, visible, conf):
+    est = np.zeros(len(pts), dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool)
+    for name, p, vis, c, e in zip(LANDMARK_NAMES, pts, visible, conf, est):
         if not _ok(p):
             continue
         centre = _fixed(p)
         radius = int(round(r * 16))
-        if not vis:
+        if e and not vis:
+            cv2.circle(canvas, centre, radius, (20, 20, 20), t + 2, cv2.LINE_AA, shift=4)
+            cv2.circle(canvas, centre, radius, _ESTIMATED, t, cv2.LINE_AA, shift=4)
+        elif not vis:
             cv2.circle(canvas, centre, radius, _HIDDEN, max(1, t // 2), cv2.LINE_AA, shift=4)
             _line(canvas, p - r * 0.7, p + r * 0.7, _HIDDEN, max(1, t // 2))
         elif not np.isfinite(c) or c < LOW_CONFIDENCE:
@@ -314,9 +322,14 @@ def _draw_banner(canvas: np.ndarray, layout: OverlayLayout) -> None:
     cv2.putText(canvas, DISCLAIMER, (x, y), _FONT, fs, _WHITE, thick, cv2.LINE_AA)
 
 
-def format_value(value: float | None, unit: str) -> str:
-    """``value`` to one decimal with its unit (``"7.5 mm"``, ``"18.3 %"``)."""
-    return f"{value:.1f} {unit}"
+def format_value(value: float | None, unit: str, interval: Mapping[str, object] | None = None) -> str:
+    """``value`` to one decimal with its unit (``"7.5 mm"``, ``"18.3 %"``); with a 95 % interval
+    ``{"low", "high", "estimated"}`` also ± its half-width and ``(est.)`` when estimated
+    (``"31.6 +/- 6.6 deg (est.)"``; OpenCV fonts have no ±)."""
+    if not interval or interval.get("low") is None or interval.get("high") is None:
+        return f"{value:.1f} {unit}"
+    half = 0.5 * (float(interval["high"]) - float(interval["low"]))  # type: ignore[arg-type]
+    return f"{value:.1f} +/- {half:.1f} {unit}" + (" (est.)" if interval.get("estimated") else "")
 
 
 def unavailable_reason(measurement: "Measurement", key: str) -> str:
@@ -359,7 +372,8 @@ def _draw_legend(canvas: np.ndarray, measurement: "Measurement", layout: Overlay
         if value is None or not np.isfinite(value):
             _text(canvas, f"n/a ({unavailable_reason(measurement, key)})", (vx, y), fs * 0.85, _GREY, pad=0)
         else:
-            _text(canvas, format_value(float(value), unit), (vx, y), fs, colour, pad=0)
+            iv = getattr(measurement, "parameter_intervals", {}).get(key)
+            _text(canvas, format_value(float(value), unit, iv), (vx, y), fs, colour, pad=0)
         y += line_h
     y += line_h // 2
     small = fs * 0.62
@@ -370,6 +384,8 @@ def _draw_legend(canvas: np.ndarray, measurement: "Measurement", layout: Overlay
         ((60, 255, 60), "filled dot: landmark"),
         ((255, 60, 60), f"red ring: confidence < {LOW_CONFIDENCE:g}"),
         (_HIDDEN, "grey ring: hidden landmark"),
+        (_ESTIMATED, "amber ring: estimated landmark"),
+        (_WHITE, "value +/- half of the 95 % interval"),
         (_WHITE, f"spacing: {spacing[1]:.3f} mm ({measurement.spacing_source})" if spacing else "spacing: unknown"),
         (_WHITE, f"model: {measurement.model_id} ({measurement.backend}, {measurement.precision})"),
         (_WHITE, f"file: {Path(measurement.source).name}"),

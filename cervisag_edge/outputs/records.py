@@ -76,6 +76,8 @@ RECORD_SCHEMA: dict[str, Any] = {
                             "y_mm": _NUM_OR_NULL,
                             "confidence": _NUM_OR_NULL,
                             "visible": {"type": "boolean"},
+                            "sd_mm": _NUM_OR_NULL,
+                            "estimated": {"type": "boolean"},
                         },
                     },
                 },
@@ -112,6 +114,24 @@ RECORD_SCHEMA: dict[str, Any] = {
                 },
                 "timings_ms": {"type": "object", "additionalProperties": _NUM_OR_NULL},
                 "warnings": {"type": "array", "items": {"type": "string"}},
+                "parameter_intervals": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["low", "high", "estimated"],
+                        "additionalProperties": False,
+                        "properties": {"low": _NUM_OR_NULL, "high": _NUM_OR_NULL, "estimated": {"type": "boolean"}},
+                    },
+                },
+                "quality_flags": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["flag", "reason"],
+                        "additionalProperties": False,
+                        "properties": {"flag": {"type": "string"}, "reason": {"type": "string"}},
+                    },
+                },
             },
         },
     },

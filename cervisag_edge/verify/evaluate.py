@@ -16,6 +16,7 @@ from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 from . import metrics as M
 from .dataset import PARAMETER_KEYS, VerifyItem, reference_parameters
 from .harness import ImageResult
+from .intervals import add_interval_metrics, measured_values, quality_flag_counts
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def build_records(items: Sequence[VerifyItem], results: Sequence[ImageResult]) -
                 error = "no pixel spacing: the annotation has no pixel_spacing_mm and the image none either"
             else:
                 pred = np.asarray(m.landmarks_px(), dtype=np.float64)
-                pd = m.parameters.as_dict()
-                pred_params = {k: (None if pd.get(k) is None else float(pd[k])) for k in PARAMETER_KEYS}
+                pred_params = measured_values(m)  # estimated values are scored apart (verify/intervals.py)
                 try:
                     ref_params = reference_parameters(it, spacing)
                 except Exception as exc:  # reference geometry failing is reported per image
@@ -202,6 +202,7 @@ def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = 
         a = M.agreement(pred[k], ref[k]).to_dict()
         a["n_unavailable"] = int(np.sum(~np.isfinite(pred[k]) & np.isfinite(ref[k])))
         params[k] = a
+    add_interval_metrics(params, records)
     pooled = M.pooled_icc(pred, ref)
     framing = framing_metrics(records)
     for k, cov in framing.pop("coverage").items():
@@ -228,6 +229,7 @@ def compute_metrics(records: Sequence[ImageRecord], radii_mm: Sequence[float] = 
         "icc_pooled": pooled.icc,
         "icc_pooled_ci95": [pooled.ci_low, pooled.ci_high],
         **framing,
+        "quality_flag_counts": quality_flag_counts(records),
     }
     return _clean(doc)
 

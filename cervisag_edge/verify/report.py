@@ -19,6 +19,7 @@ import numpy as np
 from ..landmarks import LANDMARK_NAMES
 from .dataset import PARAMETER_KEYS
 from .evaluate import ImageRecord, param_arrays, worst_records
+from .intervals import report_lines as interval_report_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import VerificationOutcome
@@ -111,6 +112,7 @@ def _markdown(outcome: "VerificationOutcome", figures: Mapping[str, list[str]], 
     lines += ["", f"Pooled ICC over the six parameters (z-scored by the reference): {_fmt(m['icc_pooled'], 4)} "
               f"{_fmt(m['icc_pooled_ci95'], 4)}", ""]
     lines += _framing_lines(m)
+    lines += interval_report_lines(m)  # issue 14: 95 % intervals, estimated parameters
     if m.get("comparisons"):
         lines += ["## Variants against FP32", "", "| variant | status | shift mean / max (mm) | shift mean / max (px) | "
                   "ΔMRE mm | worst image | |", "|---|---|---|---|---|---|---|"]

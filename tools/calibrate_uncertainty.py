@@ -1,0 +1,275 @@
+"""Fit the uncertainty calibration of a model on held-out phantoms and write it into its manifest(s).
+
+Usage (phantom sets made with ``cervisag phantoms DIR --count N --seed S``; never seed 777, the
+test set)::
+
+    python tools/calibrate_uncertainty.py --data /tmp/cal --manifest engines/cervisag_unet.json \
+        [--manifest engines/cervisag_unet.fp16.json ...] [--cache /tmp/cal.npz] [--write]
+
+Steps (``docs/uncertainty.md``):
+
+1. Run the model on every image (read → preprocess → infer → decode, as the Measurer does) and keep
+   per landmark its position, confidence, visibility and raw heatmap spread (cached with ``--cache``).
+2. Landmark level: maximise the 2-D Gaussian likelihood of the visible landmarks' errors (within
+   5 mm; larger ones are level confusions, left to step 4) over ``scale``, ``floor_mm`` and
+   ``confidence_power``.
+3. Estimated landmarks: ``estimated_scale`` from the weak-peak corners and ``extrapolated_sd_mm``
+   from the extrapolated ones, so that their normalised squared errors average 2 (two dimensions).
+4. Parameters: ``parameter_scale[k]`` (and ``parameter_scale_estimated[k]``) = the 95th percentile of
+   |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images.
+
+Without ``--write`` it prints the calibration and its fit statistics as JSON only.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("calibrate_uncertainty")
+
+MAX_FIT_ERROR_MM = 5.0
+
+
+def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
+    """Run the model over the sets; arrays stacked over N images (shapes in the keys' comments)."""
+    from cervisag_edge.io import read_image
+    from cervisag_edge.pipeline import Measurer, coincident
+    from cervisag_edge.uncertainty import spread_mm2
+    from cervisag_edge.verify.dataset import load_dataset
+
+    m = Measurer(model=manifest, threads=None)
+    rows: dict[str, list[Any]] = {k: [] for k in ("pts", "conf", "vis", "inside", "spread", "spacing", "truth", "labelled",
+                                                   "ref", "size")}
+    from cervisag_edge.parameters import PARAMETER_NAMES
+
+    for folder in data_dirs:
+        ds = load_dataset(folder)
+        doc = json.loads((Path(folder) / "annotations.json").read_text())
+        full = {im["id"]: im for im in doc["images"]}
+        items = ds.items[:limit] if limit else ds.items
+        for n, it in enumerate(items):
+            img = read_image(it.path)
+            x, tf = m.preprocess(img.display)
+            hm = m.backend.infer(x)[0]
+            pts, conf, vis = m.decode(hm, tf)
+            vis = vis & ~coincident(pts, vis)
+            sp = img.pixel_spacing_mm or it.pixel_spacing_mm
+            im = full[it.image_id]
+            rows["pts"].append(pts)  # (34, 2) px
+            rows["conf"].append(conf)
+            rows["vis"].append(vis)
+            rows["inside"].append(tf.inside_original(pts))
+            rows["spread"].append(spread_mm2(hm, m.codec, tf, sp))  # (34, 2, 2) mm²
+            rows["spacing"].append(sp)
+            rows["truth"].append(np.array(im["landmarks_px"], dtype=np.float64))  # every landmark, also out of frame
+            rows["labelled"].append(it.visibility)
+            rows["ref"].append([np.nan if im["parameters"].get(k) is None else im["parameters"][k] for k in PARAMETER_NAMES])
+            rows["size"].append(img.size_px)
+            if (n + 1) % 20 == 0:
+                logger.info("%s: %d/%d", folder, n + 1, len(items))
+    return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+
+
+def _nll(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, s: float, f: float, p: float) -> float:
+    c = conf
+    cov = spread * (s**2 / c**p)[:, None, None] + f**2 * np.eye(2)
+    a, b, d = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
+    det = a * d - b * b
+    q = (d * e[:, 0] ** 2 - 2 * b * e[:, 0] * e[:, 1] + a * e[:, 1] ** 2) / det
+    return float(np.mean(0.5 * q + 0.5 * np.log(det)))
+
+
+def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
+    """Grid search of (scale, floor_mm, confidence_power) on visible landmarks within 5 mm."""
+    mm = data["spacing"][:, None, ::-1]  # (N, 1, 2) column, row spacing
+    e = ((data["pts"] - data["truth"]) * mm).reshape(-1, 2)
+    vis = data["vis"].reshape(-1).astype(bool)
+    ok = vis & np.all(np.isfinite(e), axis=1) & (np.hypot(e[:, 0], e[:, 1]) < MAX_FIT_ERROR_MM)
+    e, spread, conf = e[ok], data["spread"].reshape(-1, 2, 2)[ok], data["conf"].reshape(-1)[ok]
+    best = (np.inf, 1.0, 0.3, 0.0)
+    for p in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        for s in np.geomspace(0.02, 3.0, 40):
+            for f in np.linspace(0.0, 1.0, 21):
+                if s == 0 and f == 0:
+                    continue
+                v = _nll(e, spread, conf, s, f, p)
+                if v < best[0]:
+                    best = (v, s, f, p)
+    _, s, f, p = best
+    # the same NLL with a constant isotropic SD, for comparison
+    iso = min(_nll(e, np.zeros_like(spread), conf, 0.0, g, 0.0) for g in np.linspace(0.05, 2.0, 80))
+    logger.info("landmarks: %d errors, NLL %.3f (constant SD: %.3f)", len(e), best[0], iso)
+    return {"scale": float(s), "floor_mm": float(f), "confidence_power": float(p), "nll": float(best[0]),
+            "nll_constant_sd": float(iso), "n_landmarks": int(len(e))}
+
+
+def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
+    """:func:`cervisag_edge.uncertainty.uncertain_parameters` on every cached image."""
+    from cervisag_edge.parameters import compute_parameters
+    from cervisag_edge.uncertainty import uncertain_parameters
+
+    out = []
+    for i in range(len(data["pts"])):
+        sp = tuple(data["spacing"][i])
+        vis = data["vis"][i].astype(bool)
+        mm = np.array([sp[1], sp[0]])
+        try:
+            measured = compute_parameters(np.where(vis[:, None], data["pts"][i], np.nan) * mm)
+            res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
+                                       data["spread"][i], sp, measured, cal, estimates=estimates)
+        except ValueError:
+            res = None
+        out.append(res)
+    return out
+
+
+def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
+    """``estimated_scale`` and ``extrapolated_sd_mm`` from the estimated corners' errors."""
+    from cervisag_edge.estimation import estimate_landmarks
+    from cervisag_edge.uncertainty import landmark_covariance
+
+    q_peak, e2_ext = [], []
+    for i in range(len(data["pts"])):
+        sp = data["spacing"][i]
+        mm = np.array([sp[1], sp[0]])
+        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal)
+        unit = float(np.sqrt(sp[0] * sp[1]))
+        est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), data["inside"][i].astype(bool),
+                                 cov / (mm[:, None] * mm[None, :])[None], cal, px_per_mm=1.0 / unit)
+        for k in np.flatnonzero(est.mask):
+            e = (est.points_px[k] - data["truth"][i][k]) * mm
+            if not np.all(np.isfinite(e)):
+                continue
+            if est.kind[k] == "peak":
+                c = cov[k]  # unscaled measured covariance
+                q_peak.append(float(e @ np.linalg.solve(c, e)))
+            else:
+                e2_ext.append(float(e @ e) / 2.0 / est.steps[k] ** 2)
+    q = np.array(q_peak)
+    e2 = np.array(e2_ext)
+    # robust: the median of a χ²₂ variable is 2·ln 2
+    est_scale = float(np.sqrt(np.median(q) / (2 * np.log(2)))) if q.size else cal.estimated_scale
+    ext_sd = float(np.sqrt(np.median(e2) / np.log(2))) if e2.size else cal.extrapolated_sd_mm
+    logger.info("estimated: %d peak corners (scale %.2f), %d extrapolated (sd %.2f mm per level)", q.size, est_scale, e2.size, ext_sd)
+    return {"estimated_scale": max(est_scale, 1.0), "extrapolated_sd_mm": ext_sd, "n_peak": int(q.size), "n_extrapolated": int(e2.size)}
+
+
+def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """Per-parameter SD factors (measured, estimated) so that 95 % of intervals cover the truth."""
+    from cervisag_edge.parameters import PARAMETER_NAMES
+
+    results = run_images(data, cal)
+    z: dict[tuple[str, bool], list[float]] = {(k, e): [] for k in PARAMETER_NAMES for e in (False, True)}
+    for res, ref in zip(results, data["ref"]):
+        if res is None:
+            continue
+        vals = res.parameters.as_dict()
+        for j, k in enumerate(PARAMETER_NAMES):
+            sd = res.intervals.sd.get(k)
+            if vals.get(k) is None or sd is None or not np.isfinite(ref[j]) or sd <= 0:
+                continue
+            z[(k, bool(res.intervals.estimated[k]))].append(abs(vals[k] - ref[j]) / sd)
+    scale: dict[str, float] = {}
+    scale_est: dict[str, float] = {}
+    stats: dict[str, Any] = {}
+    for k in PARAMETER_NAMES:
+        for est, target in ((False, scale), (True, scale_est)):
+            arr = np.array(z[(k, est)])
+            target[k] = float(np.quantile(arr, 0.95) / 1.959963984540054) if arr.size >= 10 else 1.0
+            stats[f"{k}{'_estimated' if est else ''}"] = {"n": int(arr.size), "factor": target[k]}
+    return scale, scale_est, stats
+
+
+def evaluate(data: dict[str, np.ndarray], cal: Any) -> dict[str, Any]:
+    """Coverage, mean width, width / MAE and MAE of the intervals, measured and estimated apart."""
+    from cervisag_edge.parameters import PARAMETER_NAMES
+
+    results = run_images(data, cal)
+    out: dict[str, Any] = {}
+    for j, k in enumerate(PARAMETER_NAMES):
+        rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        n_ref = 0
+        for res, ref in zip(results, data["ref"]):
+            if not np.isfinite(ref[j]):
+                continue
+            n_ref += 1
+            if res is None or res.intervals.low.get(k) is None:
+                continue
+            v = res.parameters.as_dict()[k]
+            rows[bool(res.intervals.estimated[k])].append((abs(v - ref[j]), res.intervals.high[k] - res.intervals.low[k],
+                                                           res.intervals.low[k] <= ref[j] <= res.intervals.high[k]))
+        doc: dict[str, Any] = {"reported_percent_with_estimates": 100.0 * (len(rows[False]) + len(rows[True])) / max(n_ref, 1)}
+        for est, label in ((False, "measured"), (True, "estimated")):
+            a = np.array(rows[est], dtype=np.float64).reshape(-1, 3)
+            mae = float(a[:, 0].mean()) if len(a) else float("nan")
+            width = float(a[:, 1].mean()) if len(a) else float("nan")
+            doc[label] = {"n": len(a), "mae": mae, "ci95_coverage_percent": float(100 * a[:, 2].mean()) if len(a) else None,
+                          "ci95_mean_width": width, "width_over_mae": width / mae if len(a) else None}
+        out[k] = doc
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", action="append", required=True, metavar="DIR", help="phantom folder with annotations.json (repeatable)")
+    ap.add_argument("--manifest", action="append", required=True, metavar="JSON",
+                    help="manifest to measure with (the first) and to write the calibration into (all)")
+    ap.add_argument("--cache", metavar="NPZ", help="reuse / store the per-image model outputs here")
+    ap.add_argument("--limit", type=int, help="first N images of each set")
+    ap.add_argument("--write", action="store_true", help="write extra.uncertainty into the manifests")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="score the calibration already in the first manifest on --data (held-out check; no fit, no write)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from cervisag_edge.uncertainty import MANIFEST_KEY, UncertaintyCalibration
+
+    if not args.evaluate and any("777" in Path(d).name for d in args.data):
+        logger.error("refusing a data folder named like the seed-777 test set; calibrate on other seeds")
+        return 2
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.is_file():
+        data = dict(np.load(cache))
+    else:
+        data = collect(args.data, args.manifest[0], args.limit)
+        if cache is not None:
+            np.savez_compressed(cache, **data)
+    if args.evaluate:
+        from cervisag_edge.manifest import load_manifest
+
+        cal = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0]))
+        print(json.dumps(evaluate(data, cal), indent=2))
+        return 0
+    lm = fit_landmarks(data)
+    from cervisag_edge.manifest import load_manifest
+
+    threshold = float(load_manifest(args.manifest[0]).codec.get("confidence_threshold", 0.3))
+    cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],
+                                 confidence_floor=threshold)
+    est = fit_estimates(data, cal)
+    cal = dataclasses.replace(cal, estimated_scale=est["estimated_scale"], extrapolated_sd_mm=est["extrapolated_sd_mm"])
+    scale, scale_est, pstats = fit_parameters(data, cal)
+    cal = dataclasses.replace(cal, parameter_scale=scale, parameter_scale_estimated=scale_est)
+    doc = cal.to_manifest()
+    doc["dataset"] = (f"{len(data['pts'])} held-out phantoms ({', '.join(Path(d).name for d in args.data)}), "
+                      "fitted by tools/calibrate_uncertainty.py; on phantoms (synthetic), not clinical radiographs")
+    doc["fit"] = {"landmarks": lm, "estimates": est, "parameters": pstats}
+    doc["in_sample"] = evaluate(data, cal)
+    print(json.dumps(doc, indent=2))
+    if args.write:
+        for path in args.manifest:
+            raw = json.loads(Path(path).read_text())
+            raw.setdefault("extra", {})[MANIFEST_KEY] = doc
+            Path(path).write_text(json.dumps(raw, indent=2) + "\n")
+            logger.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
