@@ -16,6 +16,7 @@ Shapes: input (N, 1, H, W) float32, output heatmaps (N, K, h, w) float32.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -110,9 +111,24 @@ def check_plan_manifest(
         )
 
 
+#: Python modules that provide TensorRT: the full package or the lean runtime.
+TENSORRT_MODULES: tuple[str, ...] = ("tensorrt", "tensorrt_lean")
+
+
+def tensorrt_module_name() -> str | None:
+    """Name of the importable TensorRT module (not imported here), preferring ``tensorrt``; None when absent."""
+    for name in TENSORRT_MODULES:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except (ImportError, ValueError):
+            continue
+    return None
+
+
 def import_tensorrt() -> Any:
     """Import the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean``."""
-    for name in ("tensorrt", "tensorrt_lean"):
+    for name in TENSORRT_MODULES:
         try:
             return importlib.import_module(name)
         except ImportError:
@@ -137,9 +153,10 @@ class TensorRTBackend(Backend):
     name: ClassVar[str] = "tensorrt"
     thread_safe: ClassVar[bool] = False
 
-    def __init__(self, manifest: ModelManifest, **options: object) -> None:
-        super().__init__(manifest, **options)
+    def activate_impl(self) -> None:
         from ..cuda import memory
+
+        manifest, options = self.manifest, self.options
 
         block = plan_block(manifest)
         trt = import_tensorrt()
@@ -187,7 +204,7 @@ class TensorRTBackend(Backend):
 
     @property
     def max_batch(self) -> int | None:
-        return self._max_batch
+        return getattr(self, "_max_batch", None)  # known once activated
 
     def _set_batch(self, n: int) -> None:
         if n != self._current_batch:
@@ -232,7 +249,7 @@ class TensorRTBackend(Backend):
         self._stream.synchronize()
         return self._h_out.array[:n].copy()
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         if getattr(self, "_graph", None) is not None:
             self._graph.close()
             self._graph = None

@@ -86,7 +86,8 @@ def _input_info(path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import bench
-    from ..manifest import find_manifest, load_manifest
+    from ..engine_select import manifest_path_for
+    from ..manifest import load_manifest
 
     if args.repeat < 1 or args.warmup < 0 or any(b < 1 for b in args.batch):
         print("cervisag bench: error: --repeat and --batch must be >= 1, --warmup >= 0", file=sys.stderr)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             if not path.is_file():
                 print(f"cervisag bench: error: {path}: file not found", file=sys.stderr)
                 return 2
-        report = _report(args, path, bench, find_manifest, load_manifest)
+        report = _report(args, path, bench, manifest_path_for, load_manifest)
         report["input"]["generated"] = args.input is None
     print(bench.render_table(report))
     if args.json is not None:
@@ -111,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["runs"] else 1
 
 
-def _report(args: argparse.Namespace, path: Path, bench: Any, find_manifest: Any, load_manifest: Any) -> dict[str, Any]:
-    manifest = load_manifest(find_manifest(args.model), verify_sha256=False)
+def _report(args: argparse.Namespace, path: Path, bench: Any, manifest_path_for: Any, load_manifest: Any) -> dict[str, Any]:
+    manifest = load_manifest(manifest_path_for(args.model, "onnxruntime", "fp32"), verify_sha256=False)
     extra = manifest.extra
     cpu_gflops = bench.matmul_gflops()
     report: dict[str, Any] = {
