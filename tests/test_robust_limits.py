@@ -17,7 +17,7 @@ from corpus import CASES, build_case, dicom_bytes, header_bomb, valid_dataset
 
 
 
-def _records(files, spec, **kw):
+def _measured(files, spec, **kw):
     """One JSON record per file, through the study runner."""
     return [record_of(r) for r in run_studies(studies_of(files), spec, **kw)]
 
@@ -33,9 +33,9 @@ def test_max_bytes_refuses_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "study.dcm"
     path.write_bytes(dicom_bytes(valid_dataset()))
     size = path.stat().st_size
-    limit_ok = _records([path], MeasurerSpec(threads=1, max_bytes=size))
+    limit_ok = _measured([path], MeasurerSpec(threads=1, max_bytes=size))
     assert limit_ok[0]["ok"], limit_ok[0]["error"]
-    refused = _records([path], MeasurerSpec(threads=1, max_bytes=size - 1))
+    refused = _measured([path], MeasurerSpec(threads=1, max_bytes=size - 1))
     assert not refused[0]["ok"]
     assert "study.dcm" in refused[0]["error"] and "max_bytes" in refused[0]["error"] and str(size) in refused[0]["error"]
 
@@ -50,9 +50,9 @@ def test_max_pixels_refuses_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "garbage_rle.dcm"
     path.write_bytes(bytes(raw))
     rows, cols = ds.Rows, ds.Columns
-    refused = _records([path], MeasurerSpec(threads=1, max_pixels=rows * cols - 1))[0]
+    refused = _measured([path], MeasurerSpec(threads=1, max_pixels=rows * cols - 1))[0]
     assert not refused["ok"] and "max_pixels" in refused["error"] and "garbage_rle.dcm" in refused["error"]
-    decoded = _records([path], MeasurerSpec(threads=1, max_pixels=rows * cols))[0]
+    decoded = _measured([path], MeasurerSpec(threads=1, max_pixels=rows * cols))[0]
     assert "max_pixels" not in (decoded["error"] or "")
 
 
@@ -87,7 +87,7 @@ def test_timeout_records_hung_study_and_measures_the_rest(tmp_path: Path) -> Non
     header_bomb(slow, 3_000_000)
     last = _png(tmp_path, "c_last.png")
     files = [str(first), str(slow), str(last)]
-    records = _records(files, MeasurerSpec(threads=1), timeout_s=8.0)
+    records = _measured(files, MeasurerSpec(threads=1), timeout_s=8.0)
     assert [r["file"] for r in records] == files
     assert records[0]["ok"], records[0]["error"]
     assert records[2]["ok"], records[2]["error"]

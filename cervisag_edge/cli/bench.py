@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, path: Path, bench: Any, manifest_path_for: Any, load_manifest: Any) -> dict[str, Any]:
+    from ..engine_select import unavailable_reason
+
     manifest = load_manifest(manifest_path_for(args.model, "onnxruntime", "fp32"), verify_sha256=False)
     extra = manifest.extra
     cpu_gflops = bench.matmul_gflops()
@@ -130,7 +132,7 @@ def _report(args: argparse.Namespace, path: Path, bench: Any, manifest_path_for:
     }
     for backend in args.backends:
         for precision in args.precisions:
-            reason = bench.unavailable_reason(backend, precision, args.model)
+            reason = unavailable_reason(backend, precision, args.model)
             if reason is None:
                 spec = bench.RunSpec(backend, precision, str(path), args.repeat, args.warmup, tuple(args.batch),
                                      args.model, args.threads)
