@@ -155,8 +155,7 @@ def run_studies(studies: Sequence[Study], spec: MeasurerSpec, *, workers: int = 
     if use_ray:
         results = _ray_results(studies, spec, tuple(sinks), workers, timeout_s or DEFAULT_STUDY_TIMEOUT_S, ray_address)
     elif workers == 1 and timeout_s is None:
-        own = measurer if measurer is not None else spec.build()
-        results = (measure_study(own, s, sinks) for s in studies)
+        results = _serial_results(studies, spec, tuple(sinks), measurer)
     else:
         if spec.threads is None:  # share the cores between the workers instead of oversubscribing them
             spec = replace(spec, threads=max(1, (os.cpu_count() or 1) // workers))
@@ -165,6 +164,18 @@ def run_studies(studies: Sequence[Study], spec: MeasurerSpec, *, workers: int = 
         if progress is not None:
             progress(done, total, result)
         yield result
+
+
+def _serial_results(studies: Sequence[Study], spec: MeasurerSpec, sinks: tuple[Sink, ...], measurer: Any
+                    ) -> Iterator[StudyResult]:
+    """In this process, with the caller's Measurer or one built (and closed) here."""
+    own = measurer if measurer is not None else spec.build()
+    try:
+        for s in studies:
+            yield measure_study(own, s, sinks)
+    finally:
+        if measurer is None and hasattr(own, "close"):
+            own.close()
 
 
 def _in_order(results: Iterable[StudyResult], order: Sequence[int]) -> Iterator[StudyResult]:
@@ -307,8 +318,9 @@ def _ray_results(studies: Sequence[Study], spec: MeasurerSpec, sinks: tuple[Sink
                     yield ray.get(ready[0])
                 except Exception as exc:  # the actor died (a crashing decoder): record it, replace the actor
                     yield _failed(study, error_text(study.path, exc))
-                    actor = new_actor()
-                submit(actor)
+                    actor = new_actor() if queue else None
+                if actor is not None:
+                    submit(actor)
                 continue
             now = time.monotonic()
             for ref, (actor, study, t0) in list(inflight.items()):
@@ -316,7 +328,8 @@ def _ray_results(studies: Sequence[Study], spec: MeasurerSpec, sinks: tuple[Sink
                     del inflight[ref]
                     ray.kill(actor)
                     yield _timed_out(study, now - t0, timeout_s)
-                    submit(new_actor())
+                    if queue:
+                        submit(new_actor())
     finally:
         if started:
             ray.shutdown()
