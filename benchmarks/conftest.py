@@ -11,7 +11,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from cervisag_edge.bench import make_bench_inputs, unavailable_reason
+from cervisag_edge.bench import make_bench_inputs
+from cervisag_edge.engine_select import unavailable_reason
 from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
 
 #: Batch sizes of the end-to-end and inference benchmarks.

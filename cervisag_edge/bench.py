@@ -443,36 +443,3 @@ def validate_report(report: Mapping[str, Any]) -> list[str]:
             elif not 0.0 <= stat["median"] <= stat["p95"]:
                 problems.append(f"runs[{i}].{key} median {stat['median']} > p95 {stat['p95']} or negative")
     return problems
-
-
-def unavailable_reason(backend: str, precision: str, model: str | None = None) -> str | None:
-    """Why ``backend`` × ``precision`` cannot be benchmarked here, or None when it can be tried."""
-    from .backends import backend_names, is_installed
-    from .engine_select import PRECISIONS, gpu_available, manifest_path_for, tensorrt_available
-
-    if backend not in backend_names():
-        return f"unknown backend (expected one of {', '.join(backend_names())})"
-    if precision not in PRECISIONS:
-        return f"unknown precision (expected one of {', '.join(PRECISIONS)})"
-    if backend == "torch":
-        if not is_installed("torch"):
-            return "not installed: PyTorch (pip install 'cervisag-edge[train]')"
-        if precision != "fp32":
-            return "the PyTorch eager reference is the model as trained, fp32 only"
-        return None
-    if backend == "tensorrt":
-        missing = []
-        if not gpu_available():
-            missing.append("no CUDA GPU")
-        if not tensorrt_available():
-            missing.append("TensorRT not installed (pip install 'cervisag-edge[tensorrt]')")
-        plan = manifest_path_for(model, "tensorrt", precision)
-        if not plan.is_file():
-            missing.append(f"not built: {plan.name} missing (tools/build_engine.py)")
-        return "; ".join(missing) or None
-    if not is_installed(backend):
-        return f"not installed: the Python package for {backend!r}"
-    path = manifest_path_for(model, backend, precision)
-    if not path.is_file():
-        return f"not built: {path.name} missing (tools/quantize.py)"
-    return None

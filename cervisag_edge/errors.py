@@ -16,3 +16,7 @@ class ModelError(CervisagError):
 
 class BackendUnavailableError(CervisagError):
     """A requested backend or precision is not installed or not usable on this machine."""
+
+
+class BackendStateError(CervisagError, RuntimeError):
+    """A backend was used outside its lifecycle, e.g. ``infer`` before ``activate``."""

@@ -142,22 +142,3 @@ def engines_dir() -> Path:
 
 
 DEFAULT_MODEL = "cervisag_unet"
-
-
-def find_manifest(model: str | Path | None = None, precision: str = "fp32") -> Path:
-    """Resolve a model argument to a manifest path.
-
-    ``None`` is the shipped model; a name is looked up in :func:`engines_dir`; a ``.json``
-    path is taken as is; a ``.onnx`` path uses the manifest beside it.
-    """
-    if model is None:
-        model = DEFAULT_MODEL
-    p = Path(model)
-    if p.suffix == ".json":
-        return p
-    if p.suffix == ".plan":
-        return p.with_name(p.name + ".json")
-    if p.suffix == ".onnx":
-        return p.with_suffix(".json")
-    suffix = "" if precision == "fp32" else f".{precision}"
-    return engines_dir() / f"{p.name}{suffix}.json"

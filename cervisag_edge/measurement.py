@@ -1,12 +1,13 @@
 """Result objects of a measurement (frozen) and their JSON form (see ``docs/output.md``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .io import LoadedImage
     from .parameters import SagittalParameters
 
 OUTPUT_SCHEMA_VERSION = "1.0"
@@ -51,6 +52,11 @@ class Measurement:
     ``pixel_spacing_mm`` is (row, column) spacing in mm or None; ``spacing_source`` names the tag
     it came from (``PixelSpacing``, ``ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor``,
     ``ImagerPixelSpacing``, ``user``, or ``none``). ``image_size_px`` is (width, height).
+
+    ``study`` is the loaded image the measurement was made on (header and display image), so
+    that every output (records, overlay, DICOM SC/SR) takes this one object. It is not part of
+    the JSON form, equality or repr; the study runner drops it (:meth:`without_study`) once the
+    sinks have run, so that results kept in memory hold no pixels.
     """
 
     source: str
@@ -69,6 +75,11 @@ class Measurement:
     parameter_intervals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: ``({"flag", "reason"}, ...)`` quality flags (docs/uncertainty.md).
     quality_flags: tuple[Mapping[str, str], ...] = ()
+    study: "LoadedImage | None" = field(default=None, compare=False, repr=False)
+
+    def without_study(self) -> "Measurement":
+        """This measurement without its source study (no display image, no header)."""
+        return self if self.study is None else replace(self, study=None)
 
     def landmarks_px(self) -> np.ndarray:
         """(34, 2) float64 pixel coordinates; NaN where the landmark is not visible."""

@@ -358,3 +358,43 @@ __all__ = [
     "SagittalParameters",
     "compute_parameters",
 ]
+
+
+# -- postprocessing of model landmarks ---------------------------------------------------------
+def coincident(pts: np.ndarray, visible: np.ndarray, min_px: float = 0.5) -> np.ndarray:
+    """(K,) bool: visible landmarks lying within ``min_px`` of another visible one. Two anatomical
+    points never coincide, so such a pair means the model confused them; both are dropped.
+
+    ``pts`` (K, 2) pixel coordinates; ``visible`` (K,) bool."""
+    p = np.where(visible[:, None], pts, np.nan)
+    d = np.hypot(p[:, None, 0] - p[None, :, 0], p[:, None, 1] - p[None, :, 1])
+    np.fill_diagonal(d, np.inf)
+    with np.errstate(invalid="ignore"):
+        return np.any(d < min_px, axis=1)
+
+
+def unavailable_parameters(missing: tuple[str, ...]) -> SagittalParameters:
+    """A result with every value None, for images where no geometry could be computed."""
+    args: dict[str, object] = {f.name: None for f in fields(SagittalParameters)}
+    args.update(segmental_deg={k: None for k in SEGMENTS}, anterior_height_mm={v: None for v in VERTEBRAE},
+                posterior_height_mm={v: None for v in VERTEBRAE}, missing=missing,
+                unavailable={name: missing for name in PARAMETER_NAMES}, facing="right")
+    return SagittalParameters(**args)  # type: ignore[arg-type]
+
+
+def parameters_from_px(landmarks_px: np.ndarray, visible: np.ndarray, pixel_spacing_mm: tuple[float, float] | None
+                       ) -> tuple[SagittalParameters, np.ndarray, str | None]:
+    """Parameters of model landmarks in image pixels: ``(parameters, visible, problem)``.
+
+    ``landmarks_px`` (34, 2) image px; ``visible`` (34,) bool; ``pixel_spacing_mm`` (row, col) or
+    None (millimetre values then None). Coincident pairs are dropped from ``visible`` first. When
+    no geometry can be computed the parameters are all None and ``problem`` says why."""
+    visible = visible & ~coincident(landmarks_px, visible)
+    pts = np.where(visible[:, None], landmarks_px, np.nan)
+    try:
+        if pixel_spacing_mm is not None:
+            return compute_parameters(pts * np.array([pixel_spacing_mm[1], pixel_spacing_mm[0]])), visible, None
+        return compute_parameters(pts).without_lengths(), visible, None
+    except ValueError as exc:  # no usable geometry (e.g. too few landmarks to tell the facing)
+        missing = tuple(n for n, v in zip(LANDMARK_NAMES, visible) if not v)
+        return unavailable_parameters(missing), visible, f"parameters not computed: {exc}"

@@ -1,9 +1,14 @@
-"""The Measurer: read → preprocess → infer → decode → parameters, one model loaded once.
+"""The Measurer: a loaded study → preprocess → infer → decode → parameters, one model loaded once.
 
 >>> from cervisag_edge import Measurer
 >>> m = Measurer()                       # shipped model, ONNX Runtime on the CPU
->>> result = m.measure("study.dcm")      # frozen Measurement
+>>> result = m.measure("study.dcm")      # a path is read by cervisag_edge.io, once
 >>> result.parameters.cobb_c2_c7_deg
+
+The core takes a :class:`~cervisag_edge.io.LoadedImage` and reads no file; ``measure(path)`` is
+the one-call convenience that hands the path to :func:`cervisag_edge.io.read_image` first. The
+:class:`Measurement` keeps its study (``result.study``), so outputs take one object.
+Many studies (serial, process pool with timeouts, Ray) go through :mod:`cervisag_edge.runner`.
 
 Thread safety: a Measurer may be shared by several threads. Every stage is a pure function
 of its inputs; the backend serialises calls itself when its engine is not thread-safe
@@ -11,31 +16,35 @@ of its inputs; the backend serialises calls itself when its engine is not thread
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
-from dataclasses import fields
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .backends import get_backend_class
 from .backends.base import Backend
 from .codec import UDPHeatmapCodec
-from .engine_select import choose_backend, gpu_available, manifest_path_for, tensorrt_available
-from .errors import CervisagError, InputError, ModelError
+from .engine_select import resolve
+from .errors import InputError, ModelError
 from .io import LoadedImage, ReadLimits, read_image
-from .landmarks import LANDMARK_NAMES, VERTEBRAE
+from .landmarks import LANDMARK_NAMES
 from .manifest import ModelManifest, load_manifest
 from .measurement import Landmark, Measurement
-from .parameters import PARAMETER_NAMES, SEGMENTS, SagittalParameters, compute_parameters
+from .parameters import parameters_from_px
 from .preprocess import LetterboxTransform, letterbox, normalize
 from .uncertainty import UncertaintyCalibration, annotate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import StudyResult
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("read_ms", "preprocess_ms", "inference_ms", "decode_ms", "parameters_ms", "total_ms")
+DEFAULT_FACTORY = "cervisag_edge.pipeline:Measurer"
 
 
 def _ms(t0: float) -> float:
@@ -61,27 +70,54 @@ def display_from_array(pixels: np.ndarray) -> np.ndarray:
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def coincident(pts: np.ndarray, visible: np.ndarray, min_px: float = 0.5) -> np.ndarray:
-    """(K,) bool: visible landmarks lying within ``min_px`` of another visible one. Two anatomical
-    points never coincide, so such a pair means the model confused them; both are dropped."""
-    p = np.where(visible[:, None], pts, np.nan)
-    d = np.hypot(p[:, None, 0] - p[None, :, 0], p[:, None, 1] - p[None, :, 1])
-    np.fill_diagonal(d, np.inf)
-    with np.errstate(invalid="ignore"):
-        return np.any(d < min_px, axis=1)
+@dataclass(frozen=True)
+class MeasurerSpec:
+    """A picklable description of a Measurer, built again in any process by :meth:`build`.
 
+    ``factory`` is an importable ``"module:callable"`` (default :class:`Measurer`) or a
+    module-level callable (it must pickle by reference for worker processes and Ray); it is
+    called with ``model=, backend=, precision=, threads=`` and, when set, ``confidence_threshold=``,
+    ``estimates=False`` and ``limits=`` (a :class:`ReadLimits` from ``max_pixels``/``max_bytes``)."""
 
-def unavailable_parameters(missing: tuple[str, ...]) -> SagittalParameters:
-    """A result with every value None, for images where no geometry could be computed."""
-    args: dict[str, object] = {f.name: None for f in fields(SagittalParameters)}
-    args.update(segmental_deg={k: None for k in SEGMENTS}, anterior_height_mm={v: None for v in VERTEBRAE},
-                posterior_height_mm={v: None for v in VERTEBRAE}, missing=missing,
-                unavailable={name: missing for name in PARAMETER_NAMES}, facing="right")
-    return SagittalParameters(**args)  # type: ignore[arg-type]
+    model: str | None = None
+    backend: str = "onnxruntime"
+    precision: str = "fp32"
+    threads: int | None = None
+    confidence_threshold: float | None = None
+    max_pixels: int | None = None
+    max_bytes: int | None = None
+    estimates: bool = True
+    factory: Any = DEFAULT_FACTORY
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}:{self.precision}"
+
+    def with_variant(self, backend: str | None = None, precision: str | None = None) -> "MeasurerSpec":
+        return replace(self, backend=backend or self.backend, precision=precision or self.precision)
+
+    def limits(self) -> ReadLimits | None:
+        kw = {k: v for k, v in (("max_pixels", self.max_pixels), ("max_bytes", self.max_bytes)) if v}
+        return ReadLimits(**kw) if kw else None
+
+    def build(self) -> Any:
+        factory = self.factory
+        if isinstance(factory, str):
+            module, _, attr = factory.partition(":")
+            factory = getattr(importlib.import_module(module), attr)
+        kwargs: dict[str, Any] = {"model": self.model, "backend": self.backend, "precision": self.precision, "threads": self.threads}
+        if self.confidence_threshold is not None:
+            kwargs["confidence_threshold"] = self.confidence_threshold
+        if not self.estimates:
+            kwargs["estimates"] = False
+        limits = self.limits()
+        if limits is not None:
+            kwargs["limits"] = limits
+        return factory(**kwargs)
 
 
 class Measurer:
-    """Loads one model on one backend, then measures images.
+    """Loads one model on one backend, then measures studies.
 
     ``model``: None (the shipped model), a model name in ``engines/``, or a manifest/ONNX path.
     ``backend``: ``onnxruntime`` (default), ``tensorrt``, ``torch`` or ``auto``.
@@ -95,32 +131,30 @@ class Measurer:
                  *, threads: int | None = None, confidence_threshold: float | None = None,
                  limits: ReadLimits | None = None, providers: Sequence[str] = ("cpu",), estimates: bool = True) -> None:
         t0 = time.perf_counter()
-        if backend in ("auto", "tensorrt"):
-            plan = manifest_path_for(model, "tensorrt", precision)
-            backend, reason = choose_backend(backend, gpu_available=gpu_available(), tensorrt_available=tensorrt_available(),
-                                             plan_manifest_ok=plan.is_file())
-            logger.info("backend: %s", reason)
-        manifest_path = manifest_path_for(model, backend if backend != "torch" else "onnxruntime", precision)
-        if not manifest_path.is_file():
-            raise ModelError(f"{manifest_path}: no {precision} model for backend {backend!r} (manifest not found)")
-        self.manifest: ModelManifest = load_manifest(manifest_path)
-        options = {"threads": threads}
-        if backend == "onnxruntime":
+        resolved = resolve(model, backend, precision)
+        logger.info("backend %s: %s", resolved.backend, resolved.reason)
+        if not resolved.manifest_path.is_file():
+            raise ModelError(f"{resolved.manifest_path}: no {precision} model for backend {resolved.backend!r} (manifest not found)")
+        self.manifest: ModelManifest = load_manifest(resolved.manifest_path)
+        self.limits = limits or ReadLimits()
+        self.spec = MeasurerSpec(model=None if model is None else str(model), backend=backend, precision=precision,
+                                 threads=threads, confidence_threshold=confidence_threshold,
+                                 max_pixels=self.limits.max_pixels, max_bytes=self.limits.max_bytes, estimates=bool(estimates))
+        options: dict[str, Any] = {"threads": threads}
+        if resolved.backend == "onnxruntime":
             options["providers"] = tuple(providers)
-        cls = get_backend_class(backend)
-        self.backend: Backend = cls(self.manifest, **options)
-        self.backend_name = backend
+        self.backend: Backend = get_backend_class(resolved.backend)(self.manifest, **options).activate()
+        self.backend_name = resolved.backend
         self.precision = precision
         self.codec = UDPHeatmapCodec.from_manifest(self.manifest.codec)
         default_thr = float(self.manifest.codec.get("confidence_threshold", 0.3))
         self.confidence_threshold = default_thr if confidence_threshold is None else float(confidence_threshold)
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold {self.confidence_threshold} must lie in [0, 1]")
-        self.limits = limits or ReadLimits()
         self.estimates = bool(estimates)
         self.uncertainty = UncertaintyCalibration.from_manifest(self.manifest)
         self.load_ms = _ms(t0)
-        logger.debug("loaded %s on %s in %.1f ms", self.manifest.model_id, backend, self.load_ms)
+        logger.debug("loaded %s on %s in %.1f ms", self.manifest.model_id, self.backend_name, self.load_ms)
 
     # -- stages -------------------------------------------------------------------------
     def preprocess(self, display: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
@@ -137,16 +171,18 @@ class Measurer:
         return pts, conf, visible
 
     # -- public API ---------------------------------------------------------------------
-    def measure(self, path: str | os.PathLike[str], pixel_spacing_mm: tuple[float, float] | None = None) -> Measurement:
-        """Measure one image file (DICOM, PNG, JPEG, TIFF)."""
+    def measure(self, study: LoadedImage | str | os.PathLike[str], pixel_spacing_mm: tuple[float, float] | None = None
+                ) -> Measurement:
+        """Measure one study: a :class:`LoadedImage`, or a path (DICOM, PNG, JPEG, TIFF) that
+        :func:`cervisag_edge.io.read_image` reads first (``pixel_spacing_mm`` (row, col) then
+        overrides the file's; ``read_ms`` is that read). The result keeps the study."""
         t0 = time.perf_counter()
-        img = read_image(path, pixel_spacing_mm=pixel_spacing_mm, limits=self.limits)
-        read_ms = _ms(t0)
-        return self._measure_loaded(img, str(path), {"read_ms": read_ms}, t0)
-
-    def measure_image(self, img: LoadedImage) -> Measurement:
-        """Measure an image already read with :func:`cervisag_edge.io.read_image` (``read_ms`` = 0)."""
-        return self._measure_loaded(img, img.path, {"read_ms": 0.0}, time.perf_counter())
+        if isinstance(study, LoadedImage):
+            if pixel_spacing_mm is not None:
+                raise ValueError(f"{study.path}: pixel_spacing_mm applies when reading a path; pass it to io.read_image")
+            return self._measure(study, {"read_ms": 0.0}, t0)
+        img = read_image(study, pixel_spacing_mm=pixel_spacing_mm, limits=self.limits)
+        return self._measure(img, {"read_ms": _ms(t0)}, t0)
 
     def measure_array(self, pixels: np.ndarray, spacing_mm: tuple[float, float] | None = None, *, source: str = "<array>") -> Measurement:
         """Measure a (H, W) array. Floats in [0, 1] are taken as a display image (bone bright);
@@ -159,22 +195,22 @@ class Measurer:
         warnings = () if sp else (f"{source}: no pixel spacing given; millimetre values are null",)
         img = LoadedImage(path=source, display=display, pixel_spacing_mm=sp, spacing_source="user" if sp else "none",
                           warnings=warnings, format="array")
-        return self._measure_loaded(img, source, {"read_ms": _ms(t0)}, t0)
+        return self._measure(img, {"read_ms": _ms(t0)}, t0)
 
-    def measure_many(self, paths: Iterable[str | os.PathLike[str]], pixel_spacing_mm: tuple[float, float] | None = None
-                     ) -> Iterator[tuple[str, Measurement | None, str | None]]:
-        """Yield ``(path, measurement, None)`` or ``(path, None, error)`` per file; one bad file never
-        stops the others."""
-        for p in paths:
-            try:
-                yield str(p), self.measure(p, pixel_spacing_mm), None
-            except CervisagError as exc:
-                yield str(p), None, str(exc)
-            except (ValueError, OSError) as exc:
-                yield str(p), None, f"{p}: {type(exc).__name__}: {exc}"
+    def measure_many(self, paths: Iterable[str | os.PathLike[str]], pixel_spacing_mm: tuple[float, float] | None = None,
+                     *, workers: int = 1, timeout_s: float | None = None) -> Iterator["StudyResult"]:
+        """Measure many files through :func:`cervisag_edge.runner.run_studies`; yields one
+        :class:`~cervisag_edge.runner.StudyResult` (``measurement`` or one-line ``error``) per file,
+        in input order; one bad file never stops the others. ``workers > 1`` (or a ``timeout_s``)
+        measures in worker processes built from :attr:`spec`; serially this Measurer is used."""
+        from .runner import Study, run_studies
+
+        studies = [Study(i, str(p), pixel_spacing_mm) for i, p in enumerate(paths)]
+        yield from run_studies(studies, self.spec, workers=workers, timeout_s=timeout_s, measurer=self)
 
     def measure_batch(self, images: Sequence[LoadedImage]) -> list[Measurement]:
-        """Measure already-read images with one batched inference call."""
+        """Measure loaded studies with one batched inference call (a tensor batch of N rows,
+        at most ``backend.max_batch``)."""
         if not images:
             return []
         mb = self.backend.max_batch
@@ -184,43 +220,33 @@ class Measurer:
         pre = [self.preprocess(im.display) for im in images]
         batch = np.concatenate([p[0] for p in pre], axis=0)
         pre_ms = _ms(t0)
-        t1 = time.perf_counter()
-        heatmaps = self.backend.infer(batch)
-        inf_ms = _ms(t1)
+        heatmaps, inf_ms = self.backend.infer_timed(batch)
         out = []
         for im, (_, tf), hm in zip(images, pre, heatmaps):
             timings = {"read_ms": 0.0, "preprocess_ms": pre_ms / len(images), "inference_ms": inf_ms / len(images)}
-            out.append(self._finish(im, im.path, hm, tf, timings, time.perf_counter()))
+            out.append(self._finish(im, hm, tf, timings, time.perf_counter()))
         return out
 
     # -- internals ----------------------------------------------------------------------
-    def _measure_loaded(self, img: LoadedImage, source: str, timings: dict[str, float], t_start: float) -> Measurement:
+    def _measure(self, img: LoadedImage, timings: dict[str, float], t_start: float) -> Measurement:
         t1 = time.perf_counter()
         x, tf = self.preprocess(img.display)
         timings["preprocess_ms"] = _ms(t1)
-        t2 = time.perf_counter()
-        heatmaps = self.backend.infer(x)[0]
-        timings["inference_ms"] = _ms(t2)
-        return self._finish(img, source, heatmaps, tf, timings, t_start)
+        heatmaps, timings["inference_ms"] = self.backend.infer_timed(x)
+        return self._finish(img, heatmaps[0], tf, timings, t_start)
 
-    def _finish(self, img: LoadedImage, source: str, heatmaps: np.ndarray, tf: LetterboxTransform,
+    def _finish(self, img: LoadedImage, heatmaps: np.ndarray, tf: LetterboxTransform,
                 timings: dict[str, float], t_start: float) -> Measurement:
+        source = img.path
         t3 = time.perf_counter()
         pts, conf, visible = self.decode(heatmaps, tf)
         timings["decode_ms"] = _ms(t3)
         t4 = time.perf_counter()
         sp = img.pixel_spacing_mm
-        visible = visible & ~coincident(pts, visible)
-        pts_for_params = np.where(visible[:, None], pts, np.nan)
+        params, visible, problem = parameters_from_px(pts, visible, sp)
         warnings = list(img.warnings)
-        try:
-            if sp is not None:
-                params = compute_parameters(pts_for_params * np.array([sp[1], sp[0]]))
-            else:
-                params = compute_parameters(pts_for_params).without_lengths()
-        except ValueError as exc:  # no usable geometry (e.g. too few landmarks to tell the facing)
-            warnings.append(f"{source}: parameters not computed: {exc}")
-            params = unavailable_parameters(tuple(n for n, v in zip(LANDMARK_NAMES, visible) if not v))
+        if problem:
+            warnings.append(f"{source}: {problem}")
         timings["parameters_ms"] = _ms(t4)
         n_hidden = int((~visible).sum())
         if n_hidden:
@@ -235,10 +261,11 @@ class Measurer:
             source=source, landmarks=landmarks, parameters=params, pixel_spacing_mm=sp, spacing_source=img.spacing_source,
             image_size_px=img.size_px, model_id=self.manifest.model_id, model_sha256=self.manifest.sha256,
             backend=self.backend_name, precision=self.precision, timings_ms=dict(timings), warnings=tuple(warnings),
+            study=img,
         ), heatmaps, tf, self.codec, img.display, self.uncertainty, estimates=self.estimates)
 
     def close(self) -> None:
-        self.backend.close()
+        self.backend.deactivate()
 
     def __enter__(self) -> "Measurer":
         return self

@@ -297,7 +297,7 @@ def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "Lette
                            estimated_px=pts_used)
     warnings = list(measurement.warnings)
     if quality.blocks_parameters(flags):
-        from .pipeline import unavailable_parameters
+        from .parameters import unavailable_parameters
 
         params = unavailable_parameters(tuple(LANDMARK_NAMES))
         none = {k: None for k in PARAMETER_NAMES}

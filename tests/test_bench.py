@@ -137,14 +137,6 @@ def test_validate_report_flags_problems() -> None:
     assert "runs[0].end_to_end_ms" in problems
 
 
-def test_unavailable_reasons(tmp_path: Path) -> None:
-    assert "fp32 only" in bench.unavailable_reason("torch", "int8")
-    assert "unknown backend" in bench.unavailable_reason("nope", "fp32")
-    reason = bench.unavailable_reason("onnxruntime", "int8", str(tmp_path / "m.onnx"))
-    assert reason is not None and "m.int8-cpu.json" in reason
-    assert bench.unavailable_reason("onnxruntime", "fp32") is None  # the shipped model
-
-
 def test_bench_dicom_jpeg2000_is_lossless(tmp_path: Path) -> None:
     import pydicom
     from pydicom.uid import JPEG2000Lossless

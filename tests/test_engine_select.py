@@ -87,3 +87,65 @@ def test_gpu_available_returns_bool_and_never_imports_torch() -> None:
     code = "import sys; from cervisag_edge.engine_select import gpu_available as g; r = g(); print(type(r).__name__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["bool", "False"]
+
+
+def test_manifest_lookup_resolution(tmp_path: Path) -> None:
+    """(moved from test_manifest: find_manifest is now manifest_path_for, the one naming rule)"""
+    assert es.manifest_path_for(None, "onnxruntime", "fp32").name == "cervisag_unet.json"
+    assert es.manifest_path_for("x", "onnxruntime", "fp16").name == "x.fp16.json"
+    assert es.manifest_path_for(tmp_path / "m.onnx", "onnxruntime", "fp32") == tmp_path / "m.json"
+    # the stale mapping is gone: int8 on the CPU is the int8-cpu file that tools/quantize.py writes
+    assert es.manifest_path_for("x", "onnxruntime", "int8").name == "x.int8-cpu.json"
+    assert es.manifest_path_for(None, "onnxruntime", "int8").is_file()
+    # the torch reference reads the fp32 ONNX manifest (its extra.torch_weights names the weights)
+    assert es.manifest_path_for(None, "torch", "fp32") == es.manifest_path_for(None, "onnxruntime", "fp32")
+
+
+def test_plan_paths_match_the_lookup(tmp_path: Path) -> None:
+    for onnx_manifest, precision in (("m.json", "fp32"), ("m.fp16.json", "fp16"), ("m.int8-trt.json", "int8")):
+        plan, plan_manifest = es.plan_paths_for(tmp_path / onnx_manifest)
+        assert plan_manifest == es.manifest_path_for(tmp_path / "m.onnx", "tensorrt", precision)
+        assert plan.name == plan_manifest.name[: -len(".json")] and plan.suffix == ".plan"
+
+
+def test_unavailable_reasons(tmp_path: Path) -> None:
+    """(moved from test_bench: bench.unavailable_reason is now the resolver's)"""
+    assert "fp32 only" in es.unavailable_reason("torch", "int8")
+    assert "unknown backend" in es.unavailable_reason("nope", "fp32")
+    assert "unknown precision" in es.unavailable_reason("onnxruntime", "int4")
+    reason = es.unavailable_reason("onnxruntime", "int8", str(tmp_path / "m.onnx"))
+    assert reason is not None and "m.int8-cpu.json" in reason and "tools/quantize.py" in reason
+    assert es.unavailable_reason("onnxruntime", "fp32") is None  # the shipped model
+
+
+def test_unavailable_reasons_name_each_missing_piece(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(es, "gpu_available", lambda: False)
+    monkeypatch.setattr(es, "tensorrt_module_name", lambda: None)
+    reason = es.unavailable_reason("tensorrt", "fp16", str(tmp_path / "m.onnx"))
+    assert reason is not None
+    parts = reason.split("; ")
+    assert parts[0].startswith("no CUDA GPU")
+    assert parts[1].startswith("not installed: 'tensorrt'") and "cervisag-edge[tensorrt]" in parts[1]
+    assert parts[2] == "not built: m.fp16.plan.json missing (tools/build_engine.py)"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "not installed: 'torch'" in es.unavailable_reason("torch", "fp32")
+    assert not es.backend_installed("onnxruntime")
+
+
+def test_tensorrt_availability_is_the_tensorrt_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cervisag_edge.backends import tensorrt as trt_backend
+
+    monkeypatch.setattr(trt_backend, "tensorrt_module_name", lambda: "tensorrt_lean")
+    assert es.tensorrt_module_name() == "tensorrt_lean" and es.backend_installed("tensorrt")
+
+
+def test_resolve_refuses_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'cuda'"):
+        es.resolve(None, "cuda", "fp32")
+    with pytest.raises(BackendUnavailableError, match="fp32 only"):
+        es.resolve(None, "torch", "int8")
+    r = es.resolve(None, "onnxruntime", "int8")
+    assert (r.backend, r.manifest_path.name, r.reason) == ("onnxruntime", "cervisag_unet.int8-cpu.json", "requested explicitly")
+    monkeypatch.setattr(es, "gpu_available", lambda: False)
+    auto = es.resolve(None, "auto", "fp32")
+    assert auto.backend == "onnxruntime" and "CUDA GPU" in auto.reason

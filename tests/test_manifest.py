@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cervisag_edge.errors import ModelError
-from cervisag_edge.manifest import engines_dir, find_manifest, load_manifest, sha256_file
+from cervisag_edge.manifest import engines_dir, load_manifest, sha256_file
 
 
 @pytest.fixture
@@ -57,9 +57,3 @@ def test_wrong_schema_is_refused(engine_copy: Path) -> None:
     engine_copy.write_text(json.dumps(raw))
     with pytest.raises(ModelError, match="landmark_names"):
         load_manifest(engine_copy)
-
-
-def test_find_manifest_resolution(tmp_path: Path) -> None:
-    assert find_manifest(None).name == "cervisag_unet.json"
-    assert find_manifest("x", precision="fp16").name == "x.fp16.json"
-    assert find_manifest(tmp_path / "m.onnx") == tmp_path / "m.json"

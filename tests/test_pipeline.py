@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from cervisag_edge import Measurer
-from cervisag_edge.backends import backend_names, get_backend_class, is_installed
+from cervisag_edge.backends import backend_names, get_backend_class
 from cervisag_edge.backends.onnxruntime import resolve_providers
 from cervisag_edge.errors import BackendUnavailableError, InputError, ModelError
 from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.pipeline import STAGES, coincident, display_from_array
+from cervisag_edge.engine_select import backend_installed
+from cervisag_edge.parameters import coincident
+from cervisag_edge.pipeline import STAGES, display_from_array
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_batch_equals_single(measurer: Measurer, image: np.ndarray) -> None:
                         spacing_source="user") for i in range(3)]
     batch = measurer.measure_batch(imgs)
     for im, b in zip(imgs, batch):
-        s = measurer.measure_image(im)
+        s = measurer.measure(im)
         np.testing.assert_allclose([[l.x_px, l.y_px] for l in s.landmarks], [[l.x_px, l.y_px] for l in b.landmarks], atol=1e-3)
 
 
@@ -105,7 +107,7 @@ def test_registry_and_providers() -> None:
     with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
         resolve_providers(["cuda"], ["CPUExecutionProvider"])
     assert resolve_providers(["cuda"], ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if not is_installed("tensorrt"):
+    if not backend_installed("tensorrt"):
         with pytest.raises(BackendUnavailableError, match="tensorrt"):
             Measurer(backend="tensorrt")
 

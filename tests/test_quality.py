@@ -192,7 +192,7 @@ def test_overlay_draws_estimated_landmarks_as_amber_rings(measurer) -> None:
     from cervisag_edge.outputs.overlay import _ESTIMATED, overlay_layout, render_overlay
 
     img = read_image(DEMO)
-    m = measurer.measure_image(img)
+    m = measurer.measure(img)
     est = [lm for lm in m.landmarks if lm.estimated]
     if not est:
         pytest.skip("the demo phantom has no estimated landmark with this model")

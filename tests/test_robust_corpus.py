@@ -15,7 +15,8 @@ from typing import Any, Iterator
 import pytest
 
 from cervisag_edge import Measurer
-from cervisag_edge.batch import BatchOptions, run_batch
+from cervisag_edge.outputs.records import record_of
+from cervisag_edge.runner import MeasurerSpec, run_studies, studies_of
 from cervisag_edge.errors import CervisagError
 from cervisag_edge.landmarks import NUM_LANDMARKS
 from cervisag_edge.measurement import Measurement
@@ -101,7 +102,7 @@ def test_whole_corpus_through_batch_runner_with_timeout(corpus_dir: Path) -> Non
     expected outcome, and nothing times out (no case hangs)."""
     cases = [c for c in CASES.values() if _available(c)]
     files = [str(corpus_dir / c.filename) for c in cases]
-    records = list(run_batch(files, BatchOptions(threads=1, timeout_s=CASE_TIMEOUT_S), workers=1))
+    records = [record_of(r) for r in run_studies(studies_of(files), MeasurerSpec(threads=1), timeout_s=CASE_TIMEOUT_S)]
     assert [r["file"] for r in records] == files
     for case, rec in zip(cases, records):
         assert rec["ok"] is (case.expect == "ok"), f"{case.name}: {rec['error']}"

@@ -8,12 +8,18 @@ from pathlib import Path
 import pytest
 from pydicom.uid import RLELossless
 
-from cervisag_edge.batch import BatchOptions, run_batch
+from cervisag_edge.outputs.records import record_of
+from cervisag_edge.runner import MeasurerSpec, run_studies, studies_of
 from cervisag_edge.cli.main import main as cli_main
 from cervisag_edge.errors import InputError
 
 from corpus import CASES, build_case, dicom_bytes, header_bomb, valid_dataset
 
+
+
+def _measured(files, spec, **kw):
+    """One JSON record per file, through the study runner."""
+    return [record_of(r) for r in run_studies(studies_of(files), spec, **kw)]
 
 def _records(path: Path) -> list[dict]:
     return json.loads(path.read_text())
@@ -27,9 +33,9 @@ def test_max_bytes_refuses_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "study.dcm"
     path.write_bytes(dicom_bytes(valid_dataset()))
     size = path.stat().st_size
-    limit_ok = list(run_batch([str(path)], BatchOptions(threads=1, max_bytes=size)))
+    limit_ok = _measured([path], MeasurerSpec(threads=1, max_bytes=size))
     assert limit_ok[0]["ok"], limit_ok[0]["error"]
-    refused = list(run_batch([str(path)], BatchOptions(threads=1, max_bytes=size - 1)))
+    refused = _measured([path], MeasurerSpec(threads=1, max_bytes=size - 1))
     assert not refused[0]["ok"]
     assert "study.dcm" in refused[0]["error"] and "max_bytes" in refused[0]["error"] and str(size) in refused[0]["error"]
 
@@ -44,9 +50,9 @@ def test_max_pixels_refuses_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "garbage_rle.dcm"
     path.write_bytes(bytes(raw))
     rows, cols = ds.Rows, ds.Columns
-    refused = list(run_batch([str(path)], BatchOptions(threads=1, max_pixels=rows * cols - 1)))[0]
+    refused = _measured([path], MeasurerSpec(threads=1, max_pixels=rows * cols - 1))[0]
     assert not refused["ok"] and "max_pixels" in refused["error"] and "garbage_rle.dcm" in refused["error"]
-    decoded = list(run_batch([str(path)], BatchOptions(threads=1, max_pixels=rows * cols)))[0]
+    decoded = _measured([path], MeasurerSpec(threads=1, max_pixels=rows * cols))[0]
     assert "max_pixels" not in (decoded["error"] or "")
 
 
@@ -64,7 +70,7 @@ def test_cli_size_limits(tmp_path: Path) -> None:
 def test_max_batch_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = [str(_png(tmp_path, f"img{i}.png")) for i in range(3)]
     with pytest.raises(InputError, match="3 files exceeds the maximum batch size 2"):
-        next(run_batch(files, BatchOptions(threads=1, max_batch=2)))
+        next(run_studies(studies_of(files), MeasurerSpec(threads=1), max_studies=2))
     out = tmp_path / "out.json"
     assert cli_main(["-q", "measure", *files, "--no-progress", "--json", str(out), "--max-batch", "2"]) == 2
     assert "maximum batch size 2" in capsys.readouterr().err
@@ -81,7 +87,7 @@ def test_timeout_records_hung_study_and_measures_the_rest(tmp_path: Path) -> Non
     header_bomb(slow, 3_000_000)
     last = _png(tmp_path, "c_last.png")
     files = [str(first), str(slow), str(last)]
-    records = list(run_batch(files, BatchOptions(threads=1, timeout_s=8.0), workers=1))
+    records = _measured(files, MeasurerSpec(threads=1), timeout_s=8.0)
     assert [r["file"] for r in records] == files
     assert records[0]["ok"], records[0]["error"]
     assert records[2]["ok"], records[2]["error"]

@@ -15,7 +15,9 @@ import pytest
 
 import cervisag_edge
 from cervisag_edge import Measurer
-from cervisag_edge.batch import BatchOptions, run_batch
+from cervisag_edge.outputs.records import record_of
+from cervisag_edge.outputs.sinks import file_sinks
+from cervisag_edge.runner import MeasurerSpec, run_studies, studies_of
 from cervisag_edge.errors import ModelError
 from cervisag_edge.manifest import engines_dir, load_manifest
 
@@ -92,13 +94,13 @@ def test_tampered_model_in_worker_pool_stops_the_batch(engines_copy: Path, tmp_p
     study = build_case(CASES["png"], tmp_path)
 
     def hung(signum: int, frame: object) -> None:
-        raise TimeoutError("run_batch hung on a model that cannot load")
+        raise TimeoutError("run_studies hung on a model that cannot load")
 
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(120)
     try:
         with pytest.raises(ModelError, match="tampered or mismatched"):
-            list(run_batch([str(study)], BatchOptions(model=str(engines_copy / f"{MODEL}.json"), threads=1), workers=2))
+            list(run_studies(studies_of([study]), MeasurerSpec(model=str(engines_copy / f"{MODEL}.json"), threads=1), workers=2))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -180,7 +182,7 @@ def test_measurement_without_network(no_network: list[str], tmp_path: Path) -> N
     out = tmp_path / "out"
     with Measurer(threads=1) as m:
         assert len(m.measure(dicom).landmarks) == 34
-    records = list(run_batch([str(dicom), str(png)], BatchOptions(threads=1, overlay_dir=str(out), dicom_out_dir=str(out))))
+    records = [record_of(r) for r in run_studies(studies_of([dicom, png]), MeasurerSpec(threads=1), sinks=file_sinks(str(out), str(out)))]
     assert all(r["ok"] for r in records), [r["error"] for r in records]
     assert len(list(out.glob("*_sc.dcm"))) == 2 and len(list(out.glob("*_sr.dcm"))) == 2
     assert no_network == []
@@ -241,7 +243,7 @@ def _written_outputs(source_ds: pydicom.Dataset | None, tmp_path: Path) -> list[
         path = build_case(CASES["png"], tmp_path)
     img = read_image(path, pixel_spacing_mm=(0.2, 0.2))
     with Measurer(threads=1) as m:
-        measurement = m.measure_image(img)
+        measurement = m.measure(img)
     overlay = render_overlay(img.display, measurement)
     sc = write_secondary_capture(overlay, measurement, tmp_path / "sc.dcm", source=img.dataset)
     write_structured_report(measurement, tmp_path / "sr.dcm", source=img.dataset, overlay_sc=sc)

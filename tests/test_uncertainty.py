@@ -9,7 +9,8 @@ import pytest
 from cervisag_edge.codec import UDPHeatmapCodec
 from cervisag_edge.estimation import estimate_landmarks, similarity
 from cervisag_edge.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
-from cervisag_edge.manifest import find_manifest, load_manifest
+from cervisag_edge.engine_select import manifest_path_for
+from cervisag_edge.manifest import load_manifest
 from cervisag_edge.parameters import PARAMETER_NAMES, compute_parameters
 from cervisag_edge.propagation import (
     jacobian,
@@ -186,7 +187,7 @@ def test_calibration_round_trip_and_validation() -> None:
 
 def test_shipped_manifests_carry_a_calibration() -> None:
     for precision in ("fp32", "fp16"):
-        cal = UncertaintyCalibration.from_manifest(load_manifest(find_manifest(None, precision), verify_sha256=False))
+        cal = UncertaintyCalibration.from_manifest(load_manifest(manifest_path_for(None, "onnxruntime", precision), verify_sha256=False))
         assert cal.calibrated, precision
         assert cal.scale > 0 and cal.extrapolated_sd_mm > 0
         assert set(cal.parameter_scale) == set(PARAMETER_NAMES)

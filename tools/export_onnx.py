@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cervisag_edge.manifest import ModelManifest, sha256_file
     from cervisag_edge.training.loop import load_checkpoint_model
-    from cervisag_edge.training.model import conv_macs, count_parameters
+    from cervisag_edge.backends.torch_net import conv_macs, count_parameters
 
     model, cfg, info = load_checkpoint_model(args.checkpoint)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """ONNX Runtime backend: the embedded default (CPU execution provider).
 
-The inference session is built once, when the backend is constructed, and reused;
+The inference session is built once, by ``activate``, and reused;
 ``InferenceSession.run`` is thread-safe, so concurrent ``infer`` calls need no lock.
 """
 from __future__ import annotations
@@ -51,20 +51,28 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, manifest: ModelManifest, *, threads: int | None = None, providers: Sequence[str] = ("cpu",), **options: object) -> None:
         super().__init__(manifest, threads=threads, providers=tuple(providers), **options)
-        import onnxruntime as ort
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads {threads} must be >= 1")
+        self.threads = threads
+        self.requested_providers = tuple(providers)
 
+    def activate_impl(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError(f"backend 'onnxruntime' needs the Python package 'onnxruntime' ({exc})") from None
+
+        manifest, threads = self.manifest, self.threads
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads {threads} must be >= 1")
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
         # idle intra-op threads must not spin after a run: on a 2-core console they would starve
         # the next study's DICOM decode and preprocessing
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.providers = resolve_providers(providers, ort.get_available_providers())
+        self.providers = resolve_providers(self.requested_providers, ort.get_available_providers())
         path = manifest.model_path
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=self.providers)
@@ -80,6 +88,9 @@ class OnnxRuntimeBackend(Backend):
         if len(shape) != 4 or [shape[2], shape[3]] != list(manifest.input_shape[2:]):
             raise ModelError(f"{path}: model input shape {shape} does not match manifest field input_shape {list(manifest.input_shape)}")
         logger.debug("ONNX Runtime session for %s on %s", path.name, self.providers)
+
+    def deactivate_impl(self) -> None:
+        self.session = None
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.manifest.output_name], {self.manifest.input_name: batch})[0]

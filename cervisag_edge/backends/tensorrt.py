@@ -25,6 +25,7 @@ Shapes: input (N, 1, H, W) float32, output heatmaps (N, K, h, w) float32.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -138,14 +139,27 @@ def check_plan_manifest(
         )
 
 
+#: Python modules that provide TensorRT: the full package or the lean runtime.
+TENSORRT_MODULES: tuple[str, ...] = ("tensorrt", "tensorrt_lean")
+
+
+def tensorrt_module_name() -> str | None:
+    """Name of the importable TensorRT module (not imported here), preferring ``tensorrt``; None when absent."""
+    for name in TENSORRT_MODULES:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except (ImportError, ValueError):
+            continue
+    return None
+
+
 def import_tensorrt() -> Any:
     """Import the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean``.
 
     Which one was imported is ``module.__name__``; pass it to :func:`check_plan_manifest` as
     ``runtime_module`` (the lean runtime refuses plans that are not version-compatible).
     """
-    from ..engine_select import TENSORRT_MODULES
-
     errors = []
     for name in TENSORRT_MODULES:
         try:
@@ -221,9 +235,10 @@ class TensorRTBackend(Backend):
     name: ClassVar[str] = "tensorrt"
     thread_safe: ClassVar[bool] = False
 
-    def __init__(self, manifest: ModelManifest, **options: object) -> None:
-        super().__init__(manifest, **options)
+    def activate_impl(self) -> None:
         from ..cuda import memory
+
+        manifest, options = self.manifest, self.options
 
         block = plan_block(manifest)
         trt = import_tensorrt()
@@ -278,7 +293,7 @@ class TensorRTBackend(Backend):
 
     @property
     def max_batch(self) -> int | None:
-        return self._max_batch
+        return getattr(self, "_max_batch", None)  # known once activated
 
     def _bind(self, context: Any) -> None:
         """Point ``context``'s I/O tensors at the device buffers; every return value is checked."""
@@ -381,7 +396,7 @@ class TensorRTBackend(Backend):
         self._execute(self._context)
         return self._gpu_dec.run(self._d_out.ptr, len(self.manifest.landmark_names)), tf
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         for attr in ("_gpu_pre", "_gpu_dec", "_graph"):
             obj = getattr(self, attr, None)
             if obj is not None:

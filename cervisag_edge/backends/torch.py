@@ -1,5 +1,7 @@
 """PyTorch eager backend: the model as trained, for reference and benchmarks (extra ``[train]``).
 
+The network is :class:`~cervisag_edge.backends.torch_net.LandmarkUNet`; only FP32 (the ONNX manifest).
+
 Weights come from the ``.torch.npz`` file named in the manifest's ``extra.torch_weights``
 (loaded with ``allow_pickle=False`` after a sha256 check), never from a pickled checkpoint.
 """
@@ -10,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import BackendUnavailableError, ModelError
 from ..manifest import ModelManifest, sha256_file
 from .base import Backend
 
@@ -23,10 +25,17 @@ class TorchBackend(Backend):
 
     def __init__(self, manifest: ModelManifest, *, threads: int | None = None, **options: object) -> None:
         super().__init__(manifest, threads=threads, **options)
-        import torch
+        self.threads = threads
 
-        from ..training.model import LandmarkUNet
+    def activate_impl(self) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendUnavailableError(f"backend 'torch' needs PyTorch (pip install 'cervisag-edge[train]'): {exc}") from None
 
+        from .torch_net import LandmarkUNet
+
+        manifest, threads = self.manifest, self.threads
         info = manifest.extra.get("torch_weights")
         if not isinstance(info, dict) or "file" not in info or "sha256" not in info:
             raise ModelError(f"{manifest.name}: manifest field extra.torch_weights {{file, sha256}} is missing")
@@ -46,6 +55,9 @@ class TorchBackend(Backend):
         self.model.load_state_dict(state)
         self.model.eval()
         self._torch = torch
+
+    def deactivate_impl(self) -> None:
+        self.model = None
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

@@ -86,7 +86,8 @@ def _input_info(path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import bench
-    from ..manifest import find_manifest, load_manifest
+    from ..engine_select import manifest_path_for
+    from ..manifest import load_manifest
 
     if args.repeat < 1 or args.warmup < 0 or any(b < 1 for b in args.batch):
         print("cervisag bench: error: --repeat and --batch must be >= 1, --warmup >= 0", file=sys.stderr)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             if not path.is_file():
                 print(f"cervisag bench: error: {path}: file not found", file=sys.stderr)
                 return 2
-        report = _report(args, path, bench, find_manifest, load_manifest)
+        report = _report(args, path, bench, manifest_path_for, load_manifest)
         report["input"]["generated"] = args.input is None
     print(bench.render_table(report))
     if args.json is not None:
@@ -111,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["runs"] else 1
 
 
-def _report(args: argparse.Namespace, path: Path, bench: Any, find_manifest: Any, load_manifest: Any) -> dict[str, Any]:
-    manifest = load_manifest(find_manifest(args.model), verify_sha256=False)
+def _report(args: argparse.Namespace, path: Path, bench: Any, manifest_path_for: Any, load_manifest: Any) -> dict[str, Any]:
+    from ..engine_select import unavailable_reason
+
+    manifest = load_manifest(manifest_path_for(args.model, "onnxruntime", "fp32"), verify_sha256=False)
     extra = manifest.extra
     cpu_gflops = bench.matmul_gflops()
     report: dict[str, Any] = {
@@ -129,7 +132,7 @@ def _report(args: argparse.Namespace, path: Path, bench: Any, find_manifest: Any
     }
     for backend in args.backends:
         for precision in args.precisions:
-            reason = bench.unavailable_reason(backend, precision, args.model)
+            reason = unavailable_reason(backend, precision, args.model)
             if reason is None:
                 spec = bench.RunSpec(backend, precision, str(path), args.repeat, args.warmup, tuple(args.batch),
                                      args.model, args.threads)

@@ -24,17 +24,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import BatchOptions, run_batch
-    from ..outputs.records import write_records
+    from ..outputs.records import RecordSink
+    from ..outputs.sinks import OverlaySink
+    from ..runner import MeasurerSpec, run_studies, studies_of
 
     src = Path(args.input) if args.input else demo_input()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    opts = BatchOptions(overlay_dir=str(out))
-    records = list(run_batch([str(src)], opts))
+    sink = RecordSink()
+    for result in run_studies(studies_of([src]), MeasurerSpec(), sinks=(OverlaySink(str(out)),)):
+        sink.consume(result)
     json_path = out / "measurement.json"
-    write_records(records, str(json_path))
-    rec = records[0]
+    sink.write(str(json_path))
+    rec = sink.records[0]
     if not rec["ok"]:
         print(rec["error"], file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-from .. import __version__
+from ..version import __version__
 from ..errors import CervisagError
 
 #: subcommand -> module in this package

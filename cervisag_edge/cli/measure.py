@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from ..engine_select import BACKEND_CHOICES
+
 HELP = "measure the six sagittal parameters on DICOM/PNG/JPEG/TIFF radiographs"
 
 logger = logging.getLogger(__name__)
@@ -17,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", metavar="DIR", help="write an overlay PNG per image into DIR")
     p.add_argument("--dicom-out", metavar="DIR", help="write a DICOM Secondary Capture and Comprehensive SR per image into DIR")
     p.add_argument("--model", help="model name in engines/ or a manifest path (default: the shipped model)")
-    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "auto"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES)
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
     p.add_argument("--pixel-spacing", nargs=2, type=float, metavar=("ROW", "COL"), help="pixel spacing in mm (overrides the file's)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -25,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence-threshold", type=float, help="landmarks below it are not visible (default: the model's)")
     p.add_argument("--no-estimates", dest="estimates", action="store_false",
                    help="report measured values only: no estimated hidden landmarks, parameters needing them are null")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-study time limit in batch mode")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="per-study time limit; studies then run in worker processes (default with --workers > 1: 120)")
     p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this, before decoding")
     p.add_argument("--max-bytes", type=int, help="refuse files larger than this many bytes, before reading")
-    p.add_argument("--max-batch", type=int, default=100_000, help="refuse runs with more files than this")
+    p.add_argument("--max-batch", dest="max_studies", type=int, default=100_000, help="refuse runs with more files than this")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,8 +50,9 @@ def _validate(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import BatchOptions, collect_inputs, run_batch
-    from ..outputs.records import write_records
+    from ..outputs.records import RecordSink
+    from ..outputs.sinks import file_sinks
+    from ..runner import MeasurerSpec, collect_inputs, run_studies, studies_of
     from .progress import Progress
 
     problem = _validate(args)
@@ -59,24 +63,26 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print(f"cervisag measure: error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    opts = BatchOptions(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+    spec = MeasurerSpec(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                         confidence_threshold=args.confidence_threshold, estimates=args.estimates,
-                        pixel_spacing_mm=tuple(args.pixel_spacing) if args.pixel_spacing else None,
-                        overlay_dir=args.overlay, dicom_out_dir=args.dicom_out, max_pixels=args.max_pixels,
-                        max_bytes=args.max_bytes, timeout_s=args.timeout, max_batch=args.max_batch)
+                        max_pixels=args.max_pixels, max_bytes=args.max_bytes)
+    studies = studies_of(files, tuple(args.pixel_spacing) if args.pixel_spacing else None)
     bar = Progress(len(files), "measure", enabled=not args.no_progress)
-    records = []
-    for rec in run_batch(files, opts, workers=args.workers, progress=lambda d, t, r: bar.update(d)):
-        records.append(rec)
-        if not rec["ok"]:
-            print(rec["error"], file=sys.stderr)
+    records = RecordSink()
+    for result in run_studies(studies, spec, workers=args.workers, timeout_s=args.timeout,
+                              sinks=file_sinks(args.overlay, args.dicom_out), max_studies=args.max_studies,
+                              progress=lambda done, total, r: bar.update(done)):
+        records.consume(result)
+        if not result.ok:
+            print(result.error, file=sys.stderr)
+    recs = records.records
     if args.json_out:
-        write_records(records, args.json_out)
-    elif len(records) == 1 and records[0]["ok"] and not (args.overlay or args.dicom_out):
+        records.write(args.json_out)
+    elif len(recs) == 1 and recs[0]["ok"] and not (args.overlay or args.dicom_out):
         # a single file with no other output: a short summary on stdout
-        params = records[0]["measurement"]["parameters"]
+        params = recs[0]["measurement"]["parameters"]
         print(json.dumps({k: params[k] for k in list(params)[:6]}, indent=2))
-    failed = sum(not r["ok"] for r in records)
+    failed = sum(not r["ok"] for r in recs)
     if failed:
-        logger.warning("%d of %d file(s) failed", failed, len(records))
+        logger.warning("%d of %d file(s) failed", failed, len(recs))
     return 1 if failed else 0

@@ -48,7 +48,7 @@ def read_instance(measurer: "Measurer", path: Path) -> "LoadedImage":
 
 def measure_instance(measurer: "Measurer", image: "LoadedImage") -> "Measurement":
     """Measure an image read by :func:`read_instance` (the node's one call of the runtime)."""
-    return measurer.measure_image(image)
+    return measurer.measure(image)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import pydicom
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from .. import __version__
+from ..version import __version__
 from ..errors import InputError
 from .graphics import to_dicom_image_coords
 

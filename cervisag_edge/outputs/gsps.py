@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydicom
 
-from .. import __version__
+from ..version import __version__
 from ..errors import InputError
 from ..parameters import PARAMETER_NAMES, PARAMETER_UNITS
 from .dicom_out import DISCLAIMER, MANUFACTURER, _check_source, _uids, copy_deidentification, set_body_part

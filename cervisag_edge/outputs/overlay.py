@@ -390,7 +390,7 @@ def _draw_legend(canvas: np.ndarray, measurement: "Measurement", layout: Overlay
         (_WHITE, f"model: {measurement.model_id} ({measurement.backend}, {measurement.precision})"),
         (_WHITE, f"file: {Path(measurement.source).name}"),
     ]
-    from .. import __version__
+    from ..version import __version__
 
     notes.append((_WHITE, f"cervisag-edge {__version__}"))
     for colour, note in notes:

@@ -24,6 +24,7 @@ from ..parameters import PARAMETER_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..measurement import Measurement
+    from ..runner import StudyResult
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,26 @@ def record_error(file: str | PathLike[str], error_message: str) -> dict[str, Any
     ``error_message`` is kept to its first line (errors of this package are one line)."""
     message = str(error_message).strip().splitlines()
     return {"file": str(file), "ok": False, "error": message[0] if message else "unknown error", "measurement": None}
+
+
+def record_of(result: "StudyResult") -> dict[str, Any]:
+    """The record of one result of the study runner (:func:`record_ok` or :func:`record_error`)."""
+    if result.measurement is not None and result.error is None:
+        return record_ok(result.path, result.measurement)
+    return record_error(result.path, result.error or "unknown error")
+
+
+class RecordSink:
+    """Consumes the runner's results into :attr:`records`, one JSON record each (input order)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def consume(self, result: "StudyResult") -> None:
+        self.records.append(record_of(result))
+
+    def write(self, path_or_dash: str | PathLike[str]) -> None:
+        write_records(self.records, path_or_dash)
 
 
 def dumps_records(records: Iterable[Mapping[str, Any]]) -> str:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..codec import UDPHeatmapCodec
 from .data import AugmentConfig, Sample, make_example
-from .model import LandmarkUNet
+from ..backends.torch_net import LandmarkUNet
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Verification harness of ``cervisag verify``: accuracy metrics, thresholds, runs, reports.
 
 Modules: :mod:`.metrics` (pure numpy statistics), :mod:`.thresholds` (versioned threshold
-files), :mod:`.dataset` (COCO keypoint sets), :mod:`.harness` (running the Measurer in worker
-processes or on Ray), :mod:`.evaluate` (the metrics document), :mod:`.compare` (variants and
+files), :mod:`.dataset` (COCO keypoint sets), :mod:`.harness` (the set through the study runner,
+:mod:`cervisag_edge.runner`), :mod:`.evaluate` (the metrics document), :mod:`.compare` (variants and
 baselines), :mod:`.runner` (the whole job), :mod:`.report` (Markdown + PNG).
 """
 from __future__ import annotations

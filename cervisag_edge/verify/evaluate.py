@@ -15,7 +15,7 @@ import numpy as np
 from ..landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 from . import metrics as M
 from .dataset import PARAMETER_KEYS, VerifyItem, reference_parameters
-from .harness import ImageResult
+from ..runner import StudyResult
 from .intervals import add_interval_metrics, measured_values, quality_flag_counts
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _nan_params() -> dict[str, float | None]:
     return {k: None for k in PARAMETER_KEYS}
 
 
-def build_records(items: Sequence[VerifyItem], results: Sequence[ImageResult]) -> list[ImageRecord]:
+def build_records(items: Sequence[VerifyItem], results: Sequence[StudyResult]) -> list[ImageRecord]:
     """Pair each item with its result; an image without a usable pixel spacing or reference
     becomes a failed record too."""
     if len(items) != len(results):

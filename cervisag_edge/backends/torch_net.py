@@ -1,4 +1,6 @@
-"""The landmark network: a compact U-Net-style heatmap regressor (PyTorch; extra ``[train]``).
+"""The landmark network (PyTorch; extra ``[train]``): a compact U-Net-style heatmap regressor.
+
+Runtime side: the torch backend builds it from exported weights; ``training/`` imports it from here.
 
 Shape legend: N batch, K = 34 landmarks, H × W = model input (512 × 512), h × w = H/2 × W/2.
 
