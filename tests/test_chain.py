@@ -33,18 +33,26 @@ def prior() -> ChainPrior:
     return load_chain_prior()
 
 
+def _clear_of_edges(ph, margin_hm_px: float = 3.0) -> bool:
+    """Every landmark at least ``margin_hm_px`` heatmap px inside the model input (a Gaussian cut
+    by the input's edge biases DARK; these tests are about level naming, not edge effects)."""
+    kp = CODEC.input_to_heatmap(truth_input_px(ph))
+    w, h = CODEC.heatmap_size
+    return bool(np.all((kp >= margin_hm_px) & (kp <= np.array([w - 1, h - 1]) - margin_hm_px)))
+
+
 @pytest.fixture(scope="module")
 def phantoms():
     from cervisag_edge.phantom import render_phantom
 
     out = []
-    for i in range(12):  # phantoms with every landmark in frame (v >= 1)
+    for i in range(200):  # phantoms with every landmark in frame (v >= 1); most phantoms cut some off
         ph = render_phantom(SEED, i, out_long_side=448, variant=("standard", "lordotic", "kyphotic")[i % 3])
-        if np.all(ph.visibility >= 1):
+        if np.all(ph.visibility >= 1) and _clear_of_edges(ph):
             out.append(ph)
         if len(out) == 3:
             break
-    assert len(out) == 3, "expected three phantoms with every landmark in frame among 12"
+    assert len(out) == 3, "expected three phantoms with every landmark in frame among 200"
     return out
 
 
