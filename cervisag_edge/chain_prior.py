@@ -11,11 +11,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from .landmarks import CORNERS, VERTEBRAE, landmark_index
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import ModelManifest
 
 PRIOR_SCHEMA = "cervisag-chain-prior/1"
 #: Landmarks whose position relative to the C2 body anchors the chain.
@@ -236,3 +239,31 @@ def load_chain_prior(path: str | os.PathLike[str] | None = None) -> ChainPrior:
     if not isinstance(doc, dict):
         raise ValueError(f"{p}: chain prior must be a JSON object")
     return ChainPrior.from_dict(doc, str(p))
+
+
+def prior_for_manifest(manifest: "ModelManifest") -> ChainPrior | None:
+    """The level prior a model's manifest names, or None for per-landmark decoding.
+
+    The manifest's ``codec.levels`` is ``{"type": "chain", "prior": FILE, "sha256": HEX}``, FILE
+    relative to the manifest; a missing file or a sha256 mismatch raises ``ModelError`` naming the
+    field. Models without ``codec.levels`` (older or custom ones) decode every landmark alone.
+    """
+    from .errors import ModelError
+    from .manifest import sha256_file
+
+    spec = manifest.codec.get("levels")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "chain" or "prior" not in spec:
+        raise ModelError(f"{manifest.model_path}: manifest field codec.levels {spec!r:.80}, expected "
+                         "{'type': 'chain', 'prior': FILE, 'sha256': HEX}")
+    path = manifest.model_path.parent / str(spec["prior"])
+    if not path.is_file():
+        raise ModelError(f"{path}: chain prior named by manifest field codec.levels.prior does not exist")
+    want = spec.get("sha256")
+    if want and sha256_file(path) != want:
+        raise ModelError(f"{path}: sha256 does not match manifest field codec.levels.sha256")
+    try:
+        return load_chain_prior(path)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None

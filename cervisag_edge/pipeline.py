@@ -27,6 +27,8 @@ import numpy as np
 
 from .backends import get_backend_class
 from .backends.base import Backend
+from .chain import decode_chain
+from .chain_prior import prior_for_manifest
 from .codec import UDPHeatmapCodec
 from .engine_select import resolve
 from .errors import InputError, ModelError
@@ -147,6 +149,7 @@ class Measurer:
         self.backend_name = resolved.backend
         self.precision = precision
         self.codec = UDPHeatmapCodec.from_manifest(self.manifest.codec)
+        self.chain_prior = prior_for_manifest(self.manifest)  # None: every landmark decoded alone
         default_thr = float(self.manifest.codec.get("confidence_threshold", 0.3))
         self.confidence_threshold = default_thr if confidence_threshold is None else float(confidence_threshold)
         if not 0.0 <= self.confidence_threshold <= 1.0:
@@ -164,10 +167,20 @@ class Measurer:
         return normalize(boxed, self.manifest.mean, self.manifest.std)[None, None], tf
 
     def decode(self, heatmaps: np.ndarray, tf: LetterboxTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool)."""
-        pts_in, conf = self.codec.decode(heatmaps)
+        """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool).
+
+        With a level prior in the manifest (``codec.levels``) the vertebrae are decoded together as
+        one chain anchored at C2 (:func:`cervisag_edge.chain.decode_chain`, docs/levels.md): a level
+        the chain leaves out (out of frame, or no consistent evidence) is never visible.
+        """
+        if self.chain_prior is None:
+            pts_in, conf = self.codec.decode(heatmaps)
+            found = np.ones(len(conf), dtype=bool)
+        else:
+            res = decode_chain(heatmaps, self.chain_prior, self.codec)
+            pts_in, conf, found = self.codec.heatmap_to_input(res.landmarks_hm), res.confidence, res.found
         pts = tf.to_original(pts_in)
-        visible = (conf >= self.confidence_threshold) & tf.inside_original(pts)
+        visible = found & (conf >= self.confidence_threshold) & tf.inside_original(pts)
         return pts, conf, visible
 
     # -- public API ---------------------------------------------------------------------

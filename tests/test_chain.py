@@ -292,3 +292,46 @@ def test_fit_prior_recovers_the_geometry_it_is_given(phantoms) -> None:
     assert np.all(prior.corner_distance_range[..., 0] <= prior.corner_distance_range[..., 1])
     with pytest.raises(ValueError, match="at least 10 images"):
         tool.fit_prior(sets[:3])
+
+
+def _model_with_levels(tmp_path, levels):
+    import json
+    import shutil
+
+    from cervisag_edge.manifest import engines_dir
+
+    src = engines_dir()
+    shutil.copy(src / "cervisag_unet.onnx", tmp_path / "cervisag_unet.onnx")
+    shutil.copy(src / "chain_prior.json", tmp_path / "chain_prior.json")
+    doc = json.loads((src / "cervisag_unet.json").read_text())
+    doc["codec"]["levels"] = levels
+    (tmp_path / "cervisag_unet.json").write_text(json.dumps(doc))
+    return tmp_path / "cervisag_unet.json"
+
+
+def test_manifest_selects_the_chain_decoder(tmp_path) -> None:
+    from cervisag_edge import Measurer
+    from cervisag_edge.manifest import engines_dir, sha256_file
+
+    sha = sha256_file(engines_dir() / "chain_prior.json")
+    path = _model_with_levels(tmp_path, {"type": "chain", "prior": "chain_prior.json", "sha256": sha})
+    with Measurer(str(path), threads=1) as m:
+        assert m.chain_prior is not None
+        hm = np.zeros((NUM_LANDMARKS, 96, 96), np.float32)  # no evidence at all: no level is visible
+        from cervisag_edge.preprocess import letterbox_geometry
+
+        _, tf = letterbox_geometry((400, 500), CODEC.input_size)
+        _, _, visible = m.decode(hm, tf)
+        assert not visible[FIRST_CORNER:].any()
+
+
+def test_manifest_chain_prior_is_checked(tmp_path) -> None:
+    from cervisag_edge import Measurer
+    from cervisag_edge.errors import ModelError
+
+    path = _model_with_levels(tmp_path, {"type": "chain", "prior": "chain_prior.json", "sha256": "0" * 64})
+    with pytest.raises(ModelError, match="codec.levels.sha256"):
+        Measurer(str(path), threads=1)
+    path = _model_with_levels(tmp_path, {"type": "viterbi"})
+    with pytest.raises(ModelError, match="codec.levels"):
+        Measurer(str(path), threads=1)
