@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -25,12 +25,12 @@ from .backends.base import Backend
 from .codec import UDPHeatmapCodec
 from .engine_select import choose_backend, gpu_available, manifest_path_for, tensorrt_available
 from .errors import CervisagError, InputError, ModelError
-from .io import LoadedImage, ReadLimits, read_image
+from .io import LoadedImage, ReadLimits, display_from_array, read_image
 from .landmarks import LANDMARK_NAMES, VERTEBRAE
 from .manifest import ModelManifest, load_manifest
 from .measurement import Landmark, Measurement
 from .parameters import PARAMETER_NAMES, SEGMENTS, SagittalParameters, compute_parameters
-from .preprocess import LetterboxTransform, letterbox, normalize
+from .preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -39,25 +39,6 @@ STAGES = ("read_ms", "preprocess_ms", "inference_ms", "decode_ms", "parameters_m
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def display_from_array(pixels: np.ndarray) -> np.ndarray:
-    """A caller's (H, W) array as a display image: float data already in [0, 1] is kept, anything
-    else gets a robust 0.5–99.5 percentile window."""
-    a = np.asarray(pixels)
-    if a.ndim != 2 or min(a.shape) < 1:
-        raise InputError(f"<array>: pixels must be a 2-D (H, W) array, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
-        raise InputError(f"<array>: pixels dtype {a.dtype} is not a real number type")
-    a = a.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(a)):
-        raise InputError("<array>: pixels contain NaN or inf")
-    if np.issubdtype(np.asarray(pixels).dtype, np.floating) and a.min() >= 0.0 and a.max() <= 1.0:
-        return a
-    lo, hi = np.percentile(a, (0.5, 99.5))
-    if hi <= lo:
-        return np.zeros_like(a)
-    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def coincident(pts: np.ndarray, visible: np.ndarray, min_px: float = 0.5) -> np.ndarray:
@@ -124,6 +105,20 @@ class Measurer:
         boxed, tf = letterbox(display, (w, h), self.manifest.pad_value)
         return normalize(boxed, self.manifest.mean, self.manifest.std)[None, None], tf
 
+    def preprocess_image(self, img: LoadedImage) -> tuple[np.ndarray, LetterboxTransform]:
+        """Reduce first, then letterbox: the image's integer-factor block means at the coarsest
+        factor that still covers the model's input, letterboxed; the transform maps to the
+        original pixels. ((1, 1, H_in, W_in) float32, transform)."""
+        h, w = self.manifest.input_hw
+        width, height = img.size_px
+        (w_new, h_new), _ = letterbox_geometry((width, height), (w, h))
+        factor = max(1, min(width // w_new, height // h_new))
+        x, tf = self.preprocess(img.reduced(factor))
+        if factor == 1:
+            return x, tf
+        # block-mean pixel i is centred on original pixel f*i + (f-1)/2: the scales divide by f
+        return x, replace(tf, sx=tf.sx / factor, sy=tf.sy / factor, original_size=(width, height))
+
     def decode(self, heatmaps: np.ndarray, tf: LetterboxTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool)."""
         pts_in, conf = self.codec.decode(heatmaps)
@@ -176,7 +171,7 @@ class Measurer:
         if mb is not None and len(images) > mb:
             raise ValueError(f"batch of {len(images)} exceeds the backend's maximum batch {mb}")
         t0 = time.perf_counter()
-        pre = [self.preprocess(im.display) for im in images]
+        pre = [self.preprocess_image(im) for im in images]
         batch = np.concatenate([p[0] for p in pre], axis=0)
         pre_ms = _ms(t0)
         t1 = time.perf_counter()
@@ -191,7 +186,7 @@ class Measurer:
     # -- internals ----------------------------------------------------------------------
     def _measure_loaded(self, img: LoadedImage, source: str, timings: dict[str, float], t_start: float) -> Measurement:
         t1 = time.perf_counter()
-        x, tf = self.preprocess(img.display)
+        x, tf = self.preprocess_image(img)
         timings["preprocess_ms"] = _ms(t1)
         t2 = time.perf_counter()
         heatmaps = self.backend.infer(x)[0]

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=int, help="refuse files larger than this many bytes, before reading")
     p.add_argument("--max-batch", type=int, default=100_000, help="refuse runs with more files than this")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print each file's warnings on stderr (default: they go into the JSON records and one summary line)")
 
 
 def _validate(args: argparse.Namespace) -> str | None:
@@ -42,6 +44,10 @@ def _validate(args: argparse.Namespace) -> str | None:
     if args.confidence_threshold is not None and not 0 <= args.confidence_threshold <= 1:
         return f"--confidence-threshold {args.confidence_threshold}: expected a value in [0, 1]"
     return None
+
+
+def _warnings(rec: dict) -> list[str]:
+    return list((rec.get("measurement") or {}).get("warnings") or [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,16 +70,25 @@ def run(args: argparse.Namespace) -> int:
                         max_bytes=args.max_bytes, timeout_s=args.timeout, max_batch=args.max_batch)
     bar = Progress(len(files), "measure", enabled=not args.no_progress)
     records = []
+    verbose = getattr(args, "verbose", False)
     for rec in run_batch(files, opts, workers=args.workers, progress=lambda d, t, r: bar.update(d)):
         records.append(rec)
         if not rec["ok"]:
             print(rec["error"], file=sys.stderr)
+        elif verbose:
+            for message in _warnings(rec):
+                print(f"warning: {rec['file']}: {message}", file=sys.stderr)
     if args.json_out:
         write_records(records, args.json_out)
     elif len(records) == 1 and records[0]["ok"] and not (args.overlay or args.dicom_out):
         # a single file with no other output: a short summary on stdout
         params = records[0]["measurement"]["parameters"]
         print(json.dumps({k: params[k] for k in list(params)[:6]}, indent=2))
+    warned = sum(1 for r in records if r["ok"] and _warnings(r))
+    if warned and not verbose:
+        where = f"in the records of {args.json_out}" if args.json_out and args.json_out != "-" else "in the JSON records"
+        print(f"cervisag measure: {warned} of {len(records)} file(s) measured with warnings ({where}; "
+              "--verbose lists them)", file=sys.stderr)
     failed = sum(not r["ok"] for r in records)
     if failed:
         logger.warning("%d of %d file(s) failed", failed, len(records))
