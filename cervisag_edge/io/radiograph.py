@@ -72,6 +72,8 @@ def radiograph_like_problem(ds: Dataset) -> str | None:
         rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     except (TypeError, ValueError):
         return None  # the reader's own Rows/Columns check names the bad value
+    if rows == 0 or columns == 0:
+        return None  # not an image at all: the SOP class or the reader's Rows check says so
     if min(rows, columns) < MIN_GENERIC_SIDE_PX:
         return f"(0028,0010) Rows x (0028,0011) Columns {rows} x {columns} is smaller than {MIN_GENERIC_SIDE_PX} px a side"
     return None
@@ -80,12 +82,18 @@ def radiograph_like_problem(ds: Dataset) -> str | None:
 def check_radiograph(ds: Dataset, name: str) -> None:
     """Raise InputError unless the header describes a greyscale projection radiograph."""
     modality = _text(ds, "Modality")
-    if modality not in RADIOGRAPH_MODALITIES:
-        if modality not in GENERIC_MODALITIES:
-            raise InputError(
-                f"{name}: (0008,0060) Modality {modality!r} is not a projection radiograph; expected "
-                f"{', '.join(RADIOGRAPH_MODALITIES)}, or OT/SC with a radiograph-like header"
-            )
+    if modality not in RADIOGRAPH_MODALITIES + GENERIC_MODALITIES:
+        raise InputError(
+            f"{name}: (0008,0060) Modality {modality!r} is not a projection radiograph; expected "
+            f"{', '.join(RADIOGRAPH_MODALITIES)}, or OT/SC with a radiograph-like header"
+        )
+    photometric = _text(ds, "PhotometricInterpretation")
+    if photometric and photometric not in GREY_PHOTOMETRIC:
+        raise InputError(
+            f"{name}: (0028,0004) PhotometricInterpretation {photometric!r} is not a greyscale radiograph; "
+            f"expected {' or '.join(GREY_PHOTOMETRIC)}"
+        )
+    if modality in GENERIC_MODALITIES:
         problem = radiograph_like_problem(ds)
         if problem is not None:
             shown = f"Modality {modality!r}" if modality else "Modality absent"
@@ -95,12 +103,6 @@ def check_radiograph(ds: Dataset, name: str) -> None:
         raise InputError(
             f"{name}: (0008,0016) SOPClassUID {sop} ({UID(sop).name}) is not a projection radiograph image; "
             "expected CR, DX or Secondary Capture Image Storage"
-        )
-    photometric = _text(ds, "PhotometricInterpretation")
-    if photometric and photometric not in GREY_PHOTOMETRIC:
-        raise InputError(
-            f"{name}: (0028,0004) PhotometricInterpretation {photometric!r} is not a greyscale radiograph; "
-            f"expected {' or '.join(GREY_PHOTOMETRIC)}"
         )
 
 
