@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -106,18 +106,13 @@ class Measurer:
         return normalize(boxed, self.manifest.mean, self.manifest.std)[None, None], tf
 
     def preprocess_image(self, img: LoadedImage) -> tuple[np.ndarray, LetterboxTransform]:
-        """Reduce first, then letterbox: the image's integer-factor block means at the coarsest
-        factor that still covers the model's input, letterboxed; the transform maps to the
-        original pixels. ((1, 1, H_in, W_in) float32, transform)."""
+        """Resize first, convert after: the image area-resized straight from its stored values to
+        the letterbox size (no full-resolution display is built), then padded and normalised.
+        ((1, 1, H_in, W_in) float32, transform to the original pixels)."""
         h, w = self.manifest.input_hw
-        width, height = img.size_px
-        (w_new, h_new), _ = letterbox_geometry((width, height), (w, h))
-        factor = max(1, min(width // w_new, height // h_new))
-        x, tf = self.preprocess(img.reduced(factor))
-        if factor == 1:
-            return x, tf
-        # block-mean pixel i is centred on original pixel f*i + (f-1)/2: the scales divide by f
-        return x, replace(tf, sx=tf.sx / factor, sy=tf.sy / factor, original_size=(width, height))
+        size, tf = letterbox_geometry(img.size_px, (w, h))
+        x, _ = self.preprocess(img.resized(size))
+        return x, tf
 
     def decode(self, heatmaps: np.ndarray, tf: LetterboxTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool)."""

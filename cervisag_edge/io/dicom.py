@@ -4,7 +4,7 @@ The file is opened once by :func:`cervisag_edge.io.read_image` and parsed once h
 as bytes); the deflate-bomb check, the header-element cap, the radiograph policy
 (:mod:`.radiograph`) and the size limits all work on that one read before any pixel is decoded.
 Decoding is :mod:`.codecs`; Modality LUT, VOI and inversion are :mod:`.pixels`, applied to the
-reduced image the model needs and, only when asked for, to the full-resolution display.
+small image the model needs and, only when asked for, to the full-resolution display.
 """
 from __future__ import annotations
 

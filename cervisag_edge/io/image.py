@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["LoadedImage", "ReadLimits", "SPACING_SOURCES", "validate_user_spacing", "block_mean", "display_from_array",
+__all__ = ["LoadedImage", "ReadLimits", "SPACING_SOURCES", "validate_user_spacing", "area_resize", "display_from_array",
            "PixelSource"]
 
 #: Values of :attr:`LoadedImage.spacing_source`, best first.
@@ -52,7 +52,7 @@ class PixelSource(Protocol):
 
     def display(self) -> np.ndarray: ...
 
-    def reduced(self, factor: int) -> np.ndarray: ...
+    def resized(self, size_wh: tuple[int, int]) -> np.ndarray: ...
 
 
 class LoadedImage:
@@ -60,7 +60,7 @@ class LoadedImage:
 
     ``display``: (H, W) float32 in [0, 1], bone bright (MONOCHROME2 sense), read-only. For DICOM
     it is built on first access only (an overlay or a Secondary Capture asks for it); measuring
-    needs :meth:`reduced` alone.
+    needs :meth:`resized` alone.
     ``pixel_spacing_mm``: (row, col) mm at the patient plane, or None when unknown.
     ``spacing_source``: one of :data:`SPACING_SOURCES`.
     ``dataset``: the DICOM header without pixel data (None for PNG/JPEG/TIFF).
@@ -114,35 +114,31 @@ class LoadedImage:
         height, width = self._display.shape[:2]
         return int(width), int(height)
 
-    def reduced(self, factor: int) -> np.ndarray:
-        """(H // factor, W // factor) float32 display of ``factor`` x ``factor`` block means (the
-        last H % factor rows and W % factor columns are dropped; factor 1 is :attr:`display`).
-        Reduced pixel (i, j) is centred on original pixel (factor * i + (factor - 1) / 2, ...)."""
-        f = int(factor)
-        if f < 1:
-            raise ValueError(f"reduction factor {factor!r} must be >= 1")
-        if f == 1:
+    def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
+        """(H_new, W_new) float32 display area-resized (OpenCV ``INTER_AREA``) from full resolution
+        to ``size_wh`` = (W_new, H_new), pixel centres as in :mod:`cervisag_edge.preprocess`. For
+        DICOM the stored values are resized first and converted after (see :mod:`.pixels`), so
+        the full-resolution display is never built for it."""
+        w_new, h_new = int(size_wh[0]), int(size_wh[1])
+        if w_new < 1 or h_new < 1:
+            raise ValueError(f"size {size_wh!r} must be at least 1 x 1")
+        if (w_new, h_new) == self.size_px:
             return self.display
         if self._display is None:
-            return finalize_display(self._source.reduced(f), owned=True)
-        return finalize_display(block_mean(self._display, f), owned=True)
+            return finalize_display(self._source.resized((w_new, h_new)), owned=True)
+        return finalize_display(area_resize(self._display, (w_new, h_new)), owned=True)
 
 
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """(H // f, W // f) means of f x f blocks of an (H, W) array (remainder rows/columns dropped).
-
-    uint8/uint16/int16/float32/float64 keep their type (OpenCV's integer-factor area path: integer
-    means are rounded to the nearest value); other types are averaged as float64.
-    """
+def area_resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """An (H, W) array resized to ``size_wh`` (W_new, H_new): ``INTER_AREA`` when shrinking,
+    ``INTER_LINEAR`` when enlarging (the letterbox's rule). uint8/uint16/int16/float32/float64
+    keep their type (integer results are rounded to the nearest value); others become float64."""
     a = np.asarray(image)
-    f = int(factor)
-    h, w = a.shape[0] // f, a.shape[1] // f
-    if h < 1 or w < 1:
-        raise ValueError(f"reduction factor {f} too large for an image of shape {a.shape}")
-    src = a[: h * f, : w * f]
-    if src.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
-        src = src.astype(np.float64)
-    return cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
+    if a.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        a = a.astype(np.float64)
+    w_new, h_new = int(size_wh[0]), int(size_wh[1])
+    interp = cv2.INTER_AREA if (w_new < a.shape[1] or h_new < a.shape[0]) else cv2.INTER_LINEAR
+    return cv2.resize(a, (w_new, h_new), interpolation=interp)
 
 
 def display_from_array(pixels: np.ndarray, source: str = "<array>") -> np.ndarray:
