@@ -93,7 +93,9 @@ class LoadedImage:
                 f"spacing_source={self.spacing_source!r}, format={self.format!r})")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        """Pickles with the display built (the pixel source holds closures): the copy is eager."""
+        state = {k: getattr(self, k) for k in self.__slots__ if k not in ("_display", "_source")}
+        return {**state, "_display": self.display, "_source": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
