@@ -92,3 +92,18 @@ def test_display_is_lazy_and_survives_pickling(tmp_path: Path) -> None:
     assert img.display.shape == (96, 80) and not img.display.flags.writeable
     with pytest.raises(AttributeError):
         img.path = "other"  # type: ignore[misc]
+
+
+def test_cli_warnings_one_summary_line_unless_verbose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cervisag_edge.cli.main import main as cli_main
+
+    files = [str(_write(tmp_path, f"chest{i}.dcm", BodyPartExamined="CHEST")) for i in range(2)]
+    out = tmp_path / "records.json"
+    assert cli_main(["-q", "measure", *files, "--no-progress", "--json", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "BodyPartExamined" in line] == []
+    assert sum("2 of 2 file(s) measured with warnings" in line for line in err) == 1
+    assert cli_main(["-q", "measure", *files, "--no-progress", "--json", str(out), "--verbose"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum("BodyPartExamined 'CHEST'" in line for line in err) == 2
+    assert all(line.startswith("warning: ") for line in err if "BodyPartExamined" in line)
