@@ -19,6 +19,8 @@ __all__ = [
     "apply_voi_lut_table",
     "mask_bits_stored",
     "percentile_window",
+    "percentile_limits",
+    "window_limits",
     "border_constant_value",
     "invert_monochrome1",
     "rgb_to_grey",
@@ -155,6 +157,45 @@ def border_constant_value(values: np.ndarray, min_fraction: float = 0.9) -> floa
     return None
 
 
+def percentile_limits(
+    values: np.ndarray,
+    low_pct: float = 0.5,
+    high_pct: float = 99.5,
+    ignore_value: float | None = None,
+) -> tuple[float, float] | None:
+    """The (low, high) values of the robust window of :func:`percentile_window`, or None for a
+    constant image. Same sampling and border rule; ``values`` has any shape."""
+    if not 0.0 <= low_pct < high_pct <= 100.0:
+        raise ValueError(f"percentiles {low_pct!r}, {high_pct!r} out of range, expected 0 <= low < high <= 100")
+    flat = np.asarray(values).ravel()
+    step = max(1, int(np.ceil(flat.size / PERCENTILE_MAX_SAMPLES)))
+    sample = flat[::step]
+    if ignore_value is not None:
+        kept = sample[sample != ignore_value]
+        if kept.size > 0:
+            sample = kept
+    sample = sample[np.isfinite(sample)] if np.issubdtype(sample.dtype, np.floating) else sample
+    if sample.size == 0:
+        return None
+    lo, hi = np.percentile(sample.astype(np.float64), [low_pct, high_pct])
+    if not hi > lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if not hi > lo:
+        return None
+    return float(lo), float(hi)
+
+
+def window_limits(values: np.ndarray, limits: tuple[float, float] | None) -> np.ndarray:
+    """Map ``limits`` (low, high) to 0 .. 1, clipped; None (a constant image) gives zeros. float32, shape kept."""
+    x = np.asarray(values)
+    if limits is None:
+        return np.zeros(x.shape, dtype=np.float32)
+    lo, hi = limits
+    y = ((x.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(y, 0.0, 1.0, out=y)
+
+
 def percentile_window(
     values: np.ndarray,
     low_pct: float = 0.5,
@@ -168,27 +209,7 @@ def percentile_window(
     :data:`PERCENTILE_MAX_SAMPLES` pixels are estimated from a regular stride. A constant image
     maps to all zeros. (H, W) in, float32 (H, W) in [0, 1] out.
     """
-    if not 0.0 <= low_pct < high_pct <= 100.0:
-        raise ValueError(f"percentiles {low_pct!r}, {high_pct!r} out of range, expected 0 <= low < high <= 100")
-    x = np.asarray(values)
-    flat = x.ravel()
-    step = max(1, int(np.ceil(flat.size / PERCENTILE_MAX_SAMPLES)))
-    sample = flat[::step]
-    if ignore_value is not None:
-        kept = sample[sample != ignore_value]
-        if kept.size > 0:
-            sample = kept
-    sample = sample[np.isfinite(sample)] if np.issubdtype(sample.dtype, np.floating) else sample
-    if sample.size == 0:
-        return np.zeros(x.shape, dtype=np.float32)
-    lo, hi = np.percentile(sample.astype(np.float64), [low_pct, high_pct])
-    if not hi > lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    if not hi > lo:
-        return np.zeros(x.shape, dtype=np.float32)
-    y = ((x.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(y, 0.0, 1.0, out=y)
+    return window_limits(values, percentile_limits(values, low_pct, high_pct, ignore_value))
 
 
 def invert_monochrome1(display: np.ndarray) -> np.ndarray:

@@ -32,12 +32,12 @@ from .chain_prior import prior_for_manifest
 from .codec import UDPHeatmapCodec
 from .engine_select import resolve
 from .errors import InputError, ModelError
-from .io import LoadedImage, ReadLimits, read_image
+from .io import LoadedImage, ReadLimits, display_from_array, read_image
 from .landmarks import LANDMARK_NAMES
 from .manifest import ModelManifest, load_manifest
 from .measurement import Landmark, Measurement
 from .parameters import parameters_from_px
-from .preprocess import LetterboxTransform, letterbox, normalize
+from .preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
 from .uncertainty import UncertaintyCalibration, annotate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,25 +51,6 @@ DEFAULT_FACTORY = "cervisag_edge.pipeline:Measurer"
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def display_from_array(pixels: np.ndarray) -> np.ndarray:
-    """A caller's (H, W) array as a display image: float data already in [0, 1] is kept, anything
-    else gets a robust 0.5–99.5 percentile window."""
-    a = np.asarray(pixels)
-    if a.ndim != 2 or min(a.shape) < 1:
-        raise InputError(f"<array>: pixels must be a 2-D (H, W) array, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
-        raise InputError(f"<array>: pixels dtype {a.dtype} is not a real number type")
-    a = a.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(a)):
-        raise InputError("<array>: pixels contain NaN or inf")
-    if np.issubdtype(np.asarray(pixels).dtype, np.floating) and a.min() >= 0.0 and a.max() <= 1.0:
-        return a
-    lo, hi = np.percentile(a, (0.5, 99.5))
-    if hi <= lo:
-        return np.zeros_like(a)
-    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -166,6 +147,15 @@ class Measurer:
         boxed, tf = letterbox(display, (w, h), self.manifest.pad_value)
         return normalize(boxed, self.manifest.mean, self.manifest.std)[None, None], tf
 
+    def preprocess_image(self, img: LoadedImage) -> tuple[np.ndarray, LetterboxTransform]:
+        """Resize first, convert after: the image area-resized straight from its stored values to
+        the letterbox size (no full-resolution display is built), then padded and normalised.
+        ((1, 1, H_in, W_in) float32, transform to the original pixels)."""
+        h, w = self.manifest.input_hw
+        size, tf = letterbox_geometry(img.size_px, (w, h))
+        x, _ = self.preprocess(img.resized(size))
+        return x, tf
+
     def decode(self, heatmaps: np.ndarray, tf: LetterboxTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool).
 
@@ -230,26 +220,34 @@ class Measurer:
         if mb is not None and len(images) > mb:
             raise ValueError(f"batch of {len(images)} exceeds the backend's maximum batch {mb}")
         t0 = time.perf_counter()
-        pre = [self.preprocess(im.display) for im in images]
+        pre = [self.preprocess_image(im) for im in images]
         batch = np.concatenate([p[0] for p in pre], axis=0)
         pre_ms = _ms(t0)
         heatmaps, inf_ms = self.backend.infer_timed(batch)
         out = []
-        for im, (_, tf), hm in zip(images, pre, heatmaps):
+        for im, (x, tf), hm in zip(images, pre, heatmaps):
             timings = {"read_ms": 0.0, "preprocess_ms": pre_ms / len(images), "inference_ms": inf_ms / len(images)}
-            out.append(self._finish(im, hm, tf, timings, time.perf_counter()))
+            out.append(self._finish(im, hm, tf, timings, time.perf_counter(), self._model_view(x, tf)))
         return out
 
     # -- internals ----------------------------------------------------------------------
     def _measure(self, img: LoadedImage, timings: dict[str, float], t_start: float) -> Measurement:
         t1 = time.perf_counter()
-        x, tf = self.preprocess(img.display)
+        x, tf = self.preprocess_image(img)
         timings["preprocess_ms"] = _ms(t1)
         heatmaps, timings["inference_ms"] = self.backend.infer_timed(x)
-        return self._finish(img, heatmaps[0], tf, timings, t_start)
+        return self._finish(img, heatmaps[0], tf, timings, t_start, self._model_view(x, tf))
+
+    def _model_view(self, x: np.ndarray, tf: LetterboxTransform) -> np.ndarray:
+        """The image as the model saw it: (1, 1, H_in, W_in) normalised input → (h, w) display in
+        [0, 1] without the letterbox padding, for image statistics that must not build the
+        full-resolution display (quality flags)."""
+        w, h = (max(1, round(n * s)) for n, s in zip(tf.original_size, (tf.sx, tf.sy)))
+        x0, y0 = int(round(tf.pad_x)), int(round(tf.pad_y))
+        return x[0, 0, y0 : y0 + h, x0 : x0 + w] * self.manifest.std + self.manifest.mean
 
     def _finish(self, img: LoadedImage, heatmaps: np.ndarray, tf: LetterboxTransform,
-                timings: dict[str, float], t_start: float) -> Measurement:
+                timings: dict[str, float], t_start: float, model_view: np.ndarray | None = None) -> Measurement:
         source = img.path
         t3 = time.perf_counter()
         pts, conf, visible = self.decode(heatmaps, tf)
@@ -275,7 +273,7 @@ class Measurer:
             image_size_px=img.size_px, model_id=self.manifest.model_id, model_sha256=self.manifest.sha256,
             backend=self.backend_name, precision=self.precision, timings_ms=dict(timings), warnings=tuple(warnings),
             study=img,
-        ), heatmaps, tf, self.codec, img.display, self.uncertainty, estimates=self.estimates)
+        ), heatmaps, tf, self.codec, model_view, self.uncertainty, estimates=self.estimates)
 
     def close(self) -> None:
         self.backend.deactivate()

@@ -201,24 +201,22 @@ def test_percentile_window_when_no_voi(tmp_path: Path) -> None:
     assert any("percentile" in w for w in img.warnings)
 
 
-def test_rgb_converted_to_grey_with_warning(tmp_path: Path) -> None:
+def test_rgb_dicom_refused_as_colour(tmp_path: Path) -> None:
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0]]], dtype=np.uint8)
-    img = read_image(write(tmp_path, make_ds(rgb, photometric="RGB", samples=3)))
-    d = img.display[0]
-    assert d[3] == 0.0 and d[1] == 1.0 and d[2] < d[0] < d[1]  # luma order: blue < red < green
-    assert any("'RGB' converted to grey" in w for w in img.warnings)
+    path = write(tmp_path, make_ds(rgb, photometric="RGB", samples=3))
+    with pytest.raises(InputError, match=r"\(0028,0004\) PhotometricInterpretation 'RGB' is not a greyscale radiograph") as err:
+        read_image(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
-def test_palette_color_converted_to_grey(tmp_path: Path) -> None:
+def test_palette_color_dicom_refused_as_colour(tmp_path: Path) -> None:
     px = np.array([[0, 1, 2, 0]], dtype=np.uint8)
     ds = make_ds(px, photometric="PALETTE COLOR")
     for colour, data in (("Red", [65535, 0, 0]), ("Green", [0, 65535, 0]), ("Blue", [0, 0, 65535])):
         setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [3, 0, 16])
         setattr(ds, f"{colour}PaletteColorLookupTableData", np.array(data, "<u2").tobytes())
-    img = read_image(write(tmp_path, ds))
-    d = img.display[0]
-    assert d[2] == 0.0 and d[1] == 1.0 and 0.0 < d[0] < 1.0  # blue darkest, green brightest
-    assert any("PALETTE COLOR" in w for w in img.warnings)
+    with pytest.raises(InputError, match=r"PhotometricInterpretation 'PALETTE COLOR' is not a greyscale radiograph"):
+        read_image(write(tmp_path, ds))
 
 
 # ---------------------------------------------------------------- spacing
@@ -352,8 +350,8 @@ def test_unsupported_photometric_message(tmp_path: Path) -> None:
     path = write(tmp_path, make_ds(np.zeros((4, 4), np.uint16), photometric="HSV"), "study.dcm")
     message = _raises(path)
     assert message.endswith(
-        "study.dcm: (0028,0004) PhotometricInterpretation 'HSV' is not supported; expected MONOCHROME1, "
-        "MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422, PALETTE COLOR"
+        "study.dcm: (0028,0004) PhotometricInterpretation 'HSV' is not a greyscale radiograph; expected "
+        "MONOCHROME1 or MONOCHROME2"
     )
 
 
@@ -390,12 +388,12 @@ def test_unexpected_exception_becomes_input_error(tmp_path: Path, monkeypatch: p
     def boom(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom at line\nsecond line")
 
-    monkeypatch.setattr(dicom_mod, "_grey_display", boom)
+    monkeypatch.setattr(dicom_mod, "grey_pixels", boom)
     _raises(path, "ZeroDivisionError", "boom at line second line")
 
     def oom(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(dicom_mod, "_grey_display", oom)
+    monkeypatch.setattr(dicom_mod, "grey_pixels", oom)
     with pytest.raises(MemoryError):
         read_image(path)

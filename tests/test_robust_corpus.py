@@ -21,7 +21,7 @@ from cervisag_edge.errors import CervisagError
 from cervisag_edge.landmarks import NUM_LANDMARKS
 from cervisag_edge.measurement import Measurement
 
-from corpus import CASES, JPEG_LOSSLESS_SKIP_REASON, Case, build_case
+from corpus import CASES, JPEG_LOSSLESS_SKIP_REASON, Case, build_case, dicom_bytes, valid_dataset
 
 #: Per-case wall-clock limit for the in-process runs (each case takes well under a second).
 CASE_TIMEOUT_S = 60
@@ -93,8 +93,18 @@ def test_case_in_process(case: Case, corpus_dir: Path, measurer: Measurer) -> No
         assert_one_line_error(result, path)
 
 
-def test_jpeg_lossless_process14() -> None:
-    pytest.skip(JPEG_LOSSLESS_SKIP_REASON)
+def test_jpeg_lossless_process14(measurer: Measurer, tmp_path: Path) -> None:
+    """A corpus CR re-encoded by dcmtk as JPEG Lossless SV1 (1.2.840.10008.1.2.4.70) is measured."""
+    import shutil
+
+    if shutil.which("dcmcjpeg") is None:
+        pytest.skip(JPEG_LOSSLESS_SKIP_REASON)
+    source = tmp_path / "cr.dcm"
+    source.write_bytes(dicom_bytes(valid_dataset()))
+    out = tmp_path / "lossless_sv1.dcm"
+    subprocess.run(["dcmcjpeg", "+e1", str(source), str(out)], check=True, capture_output=True, timeout=60)
+    result = measurer.measure(out)
+    assert len(result.landmarks) == NUM_LANDMARKS and result.image_size_px == measurer.measure(source).image_size_px
 
 
 def test_whole_corpus_through_batch_runner_with_timeout(corpus_dir: Path) -> None:

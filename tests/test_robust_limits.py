@@ -80,11 +80,12 @@ def test_max_batch_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_timeout_records_hung_study_and_measures_the_rest(tmp_path: Path) -> None:
-    """A study whose header takes far longer to parse than the limit (3 000 000 header elements, about 40 s
-    to parse on our 2-core machine) is recorded as timed out; its worker is replaced and the files around it are measured."""
+    """A study whose header takes far longer to parse than the limit (3 000 000 header elements in a deflated
+    data set, about 40 s to parse on our 2-core machine) is recorded as timed out; its worker is replaced and
+    the files around it are measured."""
     first = _png(tmp_path, "a_first.png")
     slow = tmp_path / "b_slow.dcm"
-    header_bomb(slow, 3_000_000)
+    header_bomb(slow, 3_000_000, deflated=True)
     last = _png(tmp_path, "c_last.png")
     files = [str(first), str(slow), str(last)]
     records = _measured(files, MeasurerSpec(threads=1), timeout_s=8.0)
@@ -93,6 +94,23 @@ def test_timeout_records_hung_study_and_measures_the_rest(tmp_path: Path) -> Non
     assert records[2]["ok"], records[2]["error"]
     assert not records[1]["ok"]
     assert "b_slow.dcm" in records[1]["error"] and "timed out" in records[1]["error"] and "\n" not in records[1]["error"]
+
+
+def test_header_of_millions_of_elements_refused_while_parsing(tmp_path: Path) -> None:
+    """3 000 000 header elements (about 40 s to parse) are refused by ReadLimits.max_header_elements
+    with a one-line error, long before the parse would end; a smaller cap refuses a smaller header."""
+    from cervisag_edge.io import ReadLimits, read_image
+
+    bomb = tmp_path / "bomb.dcm"
+    header_bomb(bomb, 3_000_000)
+    with pytest.raises(InputError, match=r"header holds more than 100000 data elements \(ReadLimits.max_header_elements\)") as err:
+        read_image(bomb)
+    assert "\n" not in str(err.value) and str(bomb) in str(err.value)
+    small = tmp_path / "small.dcm"
+    header_bomb(small, 2_000)
+    assert read_image(small).size_px[0] > 0
+    with pytest.raises(InputError, match="more than 500 data elements"):
+        read_image(small, limits=ReadLimits(max_header_elements=500))
 
 
 def test_cli_folder_batch_with_bad_file_in_the_middle(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 8], metavar="N", help="batch sizes (default: 1 8)")
     parser.add_argument("--input", type=Path, metavar="FILE",
                         help="image to time (default: a generated 2000x2500 16-bit DICOM phantom)")
+    parser.add_argument("--transfer-syntax", nargs="+", metavar="NAME",
+                        help="read-path table instead: end to end and read per transfer syntax (uncompressed rle jpeg-ls "
+                             "jpeg2000 jpeg-baseline, or all), with the thirty-line peer pipeline and the floors")
     parser.add_argument("--model", help="model name or manifest path (default: the shipped model)")
     parser.add_argument("--threads", type=int, metavar="N", help="intra-op threads per backend (default: the engine's)")
     parser.add_argument("--timeout", type=float, default=1800.0, metavar="S",
@@ -84,6 +87,24 @@ def _input_info(path: Path) -> dict[str, Any]:
     return info
 
 
+def _run_read_path(args: argparse.Namespace) -> int:
+    from .. import bench
+    from ..bench_read import SYNTAXES, render_read_table, run_read_bench
+
+    names = list(SYNTAXES) if "all" in args.transfer_syntax else args.transfer_syntax
+    unknown = [n for n in names if n not in SYNTAXES]
+    if unknown:
+        print(f"cervisag bench: error: --transfer-syntax {' '.join(unknown)}: expected {', '.join(SYNTAXES)} or all",
+              file=sys.stderr)
+        return 2
+    section = run_read_bench(names, repeat=args.repeat, threads=args.threads)
+    print(render_read_table(section))
+    if args.json:
+        doc = {"schema": bench.SCHEMA, "machine": bench.machine_info(), "read_path": section}
+        args.json.write_text(json.dumps(doc, indent=2))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import bench
     from ..engine_select import manifest_path_for
@@ -92,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.warmup < 0 or any(b < 1 for b in args.batch):
         print("cervisag bench: error: --repeat and --batch must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
+    if args.transfer_syntax:
+        return _run_read_path(args)
     with tempfile.TemporaryDirectory(prefix="cervisag-bench-") as tmp:
         if args.input is None:
             t0 = time.perf_counter()

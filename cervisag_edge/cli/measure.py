@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=int, help="refuse files larger than this many bytes, before reading")
     p.add_argument("--max-batch", dest="max_studies", type=int, default=100_000, help="refuse runs with more files than this")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print each file's warnings on stderr (default: they go into the JSON records and one summary line)")
 
 
 def _validate(args: argparse.Namespace) -> str | None:
@@ -47,6 +49,10 @@ def _validate(args: argparse.Namespace) -> str | None:
     if args.confidence_threshold is not None and not 0 <= args.confidence_threshold <= 1:
         return f"--confidence-threshold {args.confidence_threshold}: expected a value in [0, 1]"
     return None
+
+
+def _warnings(rec: dict) -> list[str]:
+    return list((rec.get("measurement") or {}).get("warnings") or [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,12 +75,16 @@ def run(args: argparse.Namespace) -> int:
     studies = studies_of(files, tuple(args.pixel_spacing) if args.pixel_spacing else None)
     bar = Progress(len(files), "measure", enabled=not args.no_progress)
     records = RecordSink()
+    verbose = getattr(args, "verbose", False)
     for result in run_studies(studies, spec, workers=args.workers, timeout_s=args.timeout,
                               sinks=file_sinks(args.overlay, args.dicom_out), max_studies=args.max_studies,
                               progress=lambda done, total, r: bar.update(done)):
-        records.consume(result)
+        rec = records.consume(result)
         if not result.ok:
             print(result.error, file=sys.stderr)
+        elif verbose:
+            for message in _warnings(rec):
+                print(f"warning: {rec['file']}: {message}", file=sys.stderr)
     recs = records.records
     if args.json_out:
         records.write(args.json_out)
@@ -82,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         # a single file with no other output: a short summary on stdout
         params = recs[0]["measurement"]["parameters"]
         print(json.dumps({k: params[k] for k in list(params)[:6]}, indent=2))
+    warned = sum(1 for r in recs if r["ok"] and _warnings(r))
+    if warned and not verbose:
+        where = f"in the records of {args.json_out}" if args.json_out and args.json_out != "-" else "in the JSON records"
+        print(f"cervisag measure: {warned} of {len(recs)} file(s) measured with warnings ({where}; "
+              "--verbose lists them)", file=sys.stderr)
     failed = sum(not r["ok"] for r in recs)
     if failed:
         logger.warning("%d of %d file(s) failed", failed, len(recs))

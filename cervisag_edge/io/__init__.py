@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..errors import InputError
 from .headers import sniff_format
-from .image import SPACING_SOURCES, LoadedImage, ReadLimits, validate_user_spacing
+from .image import SPACING_SOURCES, LoadedImage, ReadLimits, display_from_array, validate_user_spacing
 
-__all__ = ["read_image", "LoadedImage", "ReadLimits", "SUPPORTED_SUFFIXES", "SPACING_SOURCES"]
+__all__ = ["read_image", "LoadedImage", "ReadLimits", "SUPPORTED_SUFFIXES", "SPACING_SOURCES", "display_from_array"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def _read(file: Path, name: str, limits: ReadLimits, user: tuple[float, float] |
         raise InputError(f"{name}: empty file (0 bytes)")
     if size > limits.max_bytes:
         raise InputError(f"{name}: file size {size} bytes exceeds the limit of {limits.max_bytes} (ReadLimits.max_bytes)")
-    with open(file, "rb") as fp:
+    with open(file, "rb") as fp:  # the only open of a DICOM file: sniff, bomb checks and parse share it
         head = fp.read(132)
-    fmt = sniff_format(head)
-    if fmt in ("png", "jpeg", "tiff"):
-        from .raster import read_raster
+        fmt = sniff_format(head)
+        if fmt is None and file.suffix.lower() in _RASTER_SUFFIXES:
+            raise InputError(
+                f"{name}: not a recognised image (no PNG, JPEG or TIFF signature; first bytes {head[:8]!r})"
+            )
+        if fmt not in ("png", "jpeg", "tiff"):
+            from .dicom import read_dicom
 
-        return read_raster(file, name, fmt, limits, user)
-    if fmt is None and file.suffix.lower() in _RASTER_SUFFIXES:
-        raise InputError(
-            f"{name}: not a recognised image (no PNG, JPEG or TIFF signature; first bytes {head[:8]!r})"
-        )
-    from .dicom import read_dicom
+            return read_dicom(fp, file, name, limits, user)
+    from .raster import read_raster
 
-    return read_dicom(file, name, limits, user)
+    return read_raster(file, name, fmt, limits, user)

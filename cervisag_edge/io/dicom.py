@@ -1,15 +1,17 @@
-"""DICOM reading: header checks before decoding, then Modality LUT, VOI and MONOCHROME1 inversion.
+"""DICOM reading: one open, one parse, header checks before decoding, then a lazy display.
 
-Colour images are converted to grey with a warning: RGB and YBR_* through pydicom's RGB
-conversion, PALETTE COLOR through :func:`pydicom.pixels.apply_color_lut`, then BT.601 luma and a
-robust percentile window (VOI attributes apply to grey images only).
+The file is opened once by :func:`cervisag_edge.io.read_image` and parsed once here (pixel data
+as bytes); the deflate-bomb check, the header-element cap, the radiograph policy
+(:mod:`.radiograph`) and the size limits all work on that one read before any pixel is decoded.
+Decoding is :mod:`.codecs`; Modality LUT, VOI and inversion are :mod:`.pixels`, applied to the
+small image the model needs and, only when asked for, to the full-resolution display.
 """
 from __future__ import annotations
 
 import logging
-import math
+import struct
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -17,19 +19,22 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .. import imaging
 from ..errors import InputError
+from .capture import captured
+from .codecs import decode_grey
 from .deflate import check_deflated_size
-from .image import LoadedImage, ReadLimits, finalize_display
+from .image import LoadedImage, ReadLimits
+from .pixels import grey_pixels
+from .radiograph import check_radiograph, lateral_cspine_warnings
 from .spacing import dicom_spacing
 
-__all__ = ["read_dicom", "read_dicom_header", "SUPPORTED_PHOTOMETRIC", "SUPPORTED_BITS_ALLOCATED"]
+__all__ = ["read_dicom", "SUPPORTED_PHOTOMETRIC", "SUPPORTED_BITS_ALLOCATED"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR")
+SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
-_SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1, "RGB": 3, "YBR_FULL": 3, "YBR_FULL_422": 3}
+_SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1}
 NOT_DICOM = "not a DICOM file (no DICM preamble / unreadable header)"
 
 
@@ -52,24 +57,6 @@ def _looks_like_image(ds: Dataset) -> bool:
         return all(int(getattr(ds, kw)) > 0 for kw in ("Rows", "Columns", "BitsAllocated"))
     except Exception:  # any missing or garbage value: not an image header
         return False
-
-
-def read_dicom_header(path: Path, name: str) -> tuple[Dataset, bool]:
-    """Header without pixel data, and whether the force=True (no preamble) fallback was needed."""
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True), False
-    except InvalidDicomError:
-        pass
-    except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise InputError(f"{name}: not a DICOM file or truncated header ({type(exc).__name__}: {_one_line(exc)})") from None
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception:  # garbage read with force=True: whatever pydicom raises, it is not DICOM
-        raise InputError(f"{name}: {NOT_DICOM}") from None
-    if not _looks_like_image(ds):
-        raise InputError(f"{name}: {NOT_DICOM}")
-    logger.info("%s: no DICM preamble; read with force=True", name)
-    return ds, True
 
 
 def _one_line(exc: BaseException) -> str:
@@ -147,8 +134,6 @@ def _check_pixel_data(ds: Dataset, name: str, photometric: str) -> None:
     rows, columns = int(ds.Rows), int(ds.Columns)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     bits = int(ds.BitsAllocated)
-    if photometric == "YBR_FULL_422":
-        samples = 2  # two luma samples share one Cb and one Cr (PS3.3 C.7.6.3.1.2)
     expected = rows * columns * samples * bits // 8
     found = len(ds.PixelData)
     if found < expected:
@@ -158,150 +143,117 @@ def _check_pixel_data(ds: Dataset, name: str, photometric: str) -> None:
         )
 
 
-def _lut_item(item: Dataset, little_endian: bool) -> tuple[np.ndarray, int, int]:
-    """(LUT data (N,), first mapped value, bits per entry) of a Modality/VOI LUT Sequence item."""
-    descriptor = [int(v) for v in item.LUTDescriptor]
-    if len(descriptor) != 3:
-        raise ValueError(f"LUTDescriptor {descriptor!r} has VM {len(descriptor)}; expected 3")
-    n_entries = descriptor[0] or 65536
-    first_mapped, bits = descriptor[1], descriptor[2]
-    raw = item.LUTData
-    if isinstance(raw, (bytes, bytearray)):
-        dtype = np.uint8 if bits <= 8 and len(raw) == n_entries else np.dtype("<u2" if little_endian else ">u2")
-        data = np.frombuffer(raw, dtype=dtype).astype(np.int64)
-    elif isinstance(raw, (int, np.integer)):
-        data = np.array([int(raw)], dtype=np.int64)
-    else:
-        data = np.array([int(v) for v in raw], dtype=np.int64)
-    return data[:n_entries], first_mapped, bits
+class _HeaderElementLimit(InputError):
+    """Raised by :class:`_CountingReader` when a header holds too many data elements."""
 
 
-def _modality(ds: Dataset, stored: np.ndarray, signed: bool, little: bool, warnings: list[str]) -> np.ndarray:
-    seq = ds.get("ModalityLUTSequence")
-    if seq:
-        data, first_mapped, _bits = _lut_item(seq[0], little)
-        if signed and first_mapped > 32767:  # US descriptor value read as signed (PS3.3 C.11.1.1.1)
-            first_mapped -= 65536
-        return imaging.apply_lut_table(stored, data, first_mapped)
-    slope, intercept = 1.0, 0.0
-    try:
-        if "RescaleSlope" in ds:
-            slope = float(ds.RescaleSlope)
-        if "RescaleIntercept" in ds:
-            intercept = float(ds.RescaleIntercept)
-    except (TypeError, ValueError) as exc:
-        warnings.append(f"(0028,1053) RescaleSlope / (0028,1052) RescaleIntercept unreadable ({_one_line(exc)}); identity used")
-        slope, intercept = 1.0, 0.0
-    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
-        warnings.append(
-            f"(0028,1053) RescaleSlope {slope!r} / (0028,1052) RescaleIntercept {intercept!r} invalid; identity used"
-        )
-        slope, intercept = 1.0, 0.0
-    return imaging.apply_rescale(stored, slope, intercept)
+class _CountingReader:
+    """A binary file wrapper that stops pydicom once it has made more reads than a header of
+    ``max_elements`` data elements needs (pydicom reads each element in two or three calls), so
+    a header of millions of elements is refused while parsing instead of after it."""
 
+    def __init__(self, fp: BinaryIO, name: str, max_elements: int) -> None:
+        self._fp = fp
+        self.name = name
+        self._left = 3 * max_elements + 256  # + the file meta group and the pixel data
+        self._max_elements = max_elements
 
-def _first(value: Any) -> float:
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
-    return float(value)
-
-
-def _voi(ds: Dataset, values: np.ndarray, little: bool, warnings: list[str]) -> np.ndarray:
-    seq = ds.get("VOILUTSequence")
-    if seq:
-        data, first_mapped, bits = _lut_item(seq[0], little)
-        top = int(data.max()) if data.size else 0
-        if top > 2**bits - 1:
-            new_bits = max(1, int(top).bit_length())
-            warnings.append(
-                f"(0028,3002) LUTDescriptor bits {bits} too small for LUTData maximum {top}; used {new_bits}"
+    def read(self, size: int = -1) -> bytes:
+        self._left -= 1
+        if self._left < 0:
+            raise _HeaderElementLimit(
+                f"{self.name}: header holds more than {self._max_elements} data elements "
+                "(ReadLimits.max_header_elements); refused before parsing runs long"
             )
-            bits = new_bits
-        return imaging.apply_voi_lut_table(values, data, first_mapped, bits)
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+        return self._fp.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+    def close(self) -> None:  # the caller owns the file
+        pass
+
+
+def _parse(fp: BinaryIO, name: str, limits: ReadLimits) -> tuple[Dataset, bool]:
+    """The whole data set from one parse of the open file (pixel data as bytes, not decoded), and
+    whether the force=True (no preamble) fallback was needed."""
+    reader = _CountingReader(fp, name, limits.max_header_elements)
+    try:
+        fp.seek(0)
+        return pydicom.dcmread(reader), False
+    except _HeaderElementLimit:
+        raise
+    except InvalidDicomError:
+        pass
+    except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+        raise InputError(f"{name}: not a DICOM file or truncated header ({type(exc).__name__}: {_one_line(exc)})") from None
+    reader = _CountingReader(fp, name, limits.max_header_elements)
+    try:
+        fp.seek(0)
+        ds = pydicom.dcmread(reader, force=True)
+    except _HeaderElementLimit:
+        raise
+    except Exception:  # garbage read with force=True: whatever pydicom raises, it is not DICOM
+        raise InputError(f"{name}: {NOT_DICOM}") from None
+    if not _looks_like_image(ds):
+        raise InputError(f"{name}: {NOT_DICOM}")
+    logger.info("%s: no DICM preamble; read with force=True", name)
+    return ds, True
+
+
+def _header_only(ds: Dataset) -> Dataset:
+    """``ds`` without its pixel data (the header kept on the LoadedImage), sharing the other elements."""
+    header = Dataset()
+    for elem in ds:
+        if elem.tag.group != 0x7FE0:
+            header.add(elem)
+    header.file_meta = ds.file_meta
+    header.set_original_encoding(*ds.original_encoding, character_encoding=ds.original_character_set)
+    return header
+
+
+def read_dicom(fp: BinaryIO, path: Path, name: str, limits: ReadLimits,
+               user_spacing: tuple[float, float] | None) -> LoadedImage:
+    """Read one single-frame greyscale projection radiograph from the open file ``fp`` (opened
+    once, parsed once). Raises InputError for anything it cannot measure; what pydicom and the
+    decoders log is folded into that one line or into the image's warnings."""
+    with captured() as log:
         try:
-            center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-            if function == "SIGMOID":
-                return imaging.window_sigmoid(values, center, width)
-            if function == "LINEAR_EXACT":
-                return imaging.window_linear_exact(values, center, width)
-            if function != "LINEAR":
-                warnings.append(f"(0028,1056) VOILUTFunction {function!r} is unknown; LINEAR used")
-            return imaging.window_linear(values, center, width)
-        except (TypeError, ValueError, IndexError) as exc:
-            warnings.append(
-                f"(0028,1050) WindowCenter / (0028,1051) WindowWidth unusable ({_one_line(exc)}); "
-                "robust percentile window used"
-            )
-    else:
-        warnings.append("no VOI LUT or window in the file; robust percentile window (0.5-99.5 %) used")
-    return imaging.percentile_window(values, ignore_value=imaging.border_constant_value(values))
+            img = _read(fp, path, name, limits, user_spacing)
+        except InputError as exc:
+            raise InputError(_fold(str(exc), log)) from None
+    if log:
+        extra = tuple(f"decoder/pydicom: {m}" for m in log)
+        img = LoadedImage(path=img.path, pixel_spacing_mm=img.pixel_spacing_mm, spacing_source=img.spacing_source,
+                          warnings=img.warnings + extra, modality=img.modality, dataset=img.dataset,
+                          format=img.format, source=img._source)
+    for message in img.warnings:
+        logger.debug("%s: %s", name, message)
+    return img
 
 
-#: Largest stored-value range converted through a lookup table (one entry per stored value).
-_LUT_MAX_ENTRIES = 1 << 17
+def _fold(message: str, log: list[str]) -> str:
+    """``message`` plus the first captured log line that it does not already contain (one line)."""
+    new = [m for m in log if m and m not in message]
+    if not new:
+        return message
+    return f"{message} [decoder: {' '.join(new[0].split())}]"
 
 
-def _grey_display(ds: Dataset, arr: np.ndarray, photometric: str, little: bool, warnings: list[str]) -> np.ndarray:
-    """Stored values → display. For integer pixels whose VOI does not depend on image statistics,
-    the element-wise chain (mask, Modality LUT, VOI, inversion) runs once per distinct stored value
-    and the image is converted by table lookup: the same numbers, without full-size temporaries."""
-    if np.issubdtype(arr.dtype, np.integer) and arr.size > _LUT_MAX_ENTRIES:
-        lo, hi = int(arr.min()), int(arr.max())
-        if hi - lo < _LUT_MAX_ENTRIES:
-            table_warnings: list[str] = []
-            domain = np.arange(lo, hi + 1, dtype=np.int64).astype(arr.dtype)
-            table = np.asarray(_grey_chain(ds, domain, photometric, little, table_warnings), dtype=np.float32)
-            if not any("percentile" in w for w in table_warnings):  # statistics-free VOI only
-                warnings.extend(table_warnings)
-                index = arr if lo == 0 else np.subtract(arr, lo, dtype=np.int32)
-                return np.take(table, index)
-    return _grey_chain(ds, arr, photometric, little, warnings)
-
-
-def _grey_chain(ds: Dataset, arr: np.ndarray, photometric: str, little: bool, warnings: list[str]) -> np.ndarray:
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    if np.issubdtype(arr.dtype, np.integer):
-        bits_stored = int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated)
-        arr = imaging.mask_bits_stored(arr, bits_stored, signed)
-    values = _modality(ds, arr, signed, little, warnings)
-    display = _voi(ds, values, little, warnings)
-    if photometric == "MONOCHROME1":
-        display = imaging.invert_monochrome1(display)
-    return display
-
-
-def _colour_display(ds: Dataset, arr: np.ndarray, photometric: str, warnings: list[str]) -> np.ndarray:
-    if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        arr = apply_color_lut(arr, ds)
-    grey = imaging.rgb_to_grey(arr)
-    warnings.append(
-        f"(0028,0004) PhotometricInterpretation {photometric!r} converted to grey (BT.601 luma) "
-        "with a robust percentile window"
-    )
-    return imaging.percentile_window(grey, ignore_value=imaging.border_constant_value(grey))
-
-
-def read_dicom(path: Path, name: str, limits: ReadLimits, user_spacing: tuple[float, float] | None) -> LoadedImage:
-    """Read one single-frame DICOM image. Raises InputError for anything it cannot measure."""
-    check_deflated_size(path, name, limits)
-    header, forced = read_dicom_header(path, name)
-    photometric, warnings = _check_header(header, name, limits)
-    if forced:
-        _ensure_transfer_syntax(header)
-    try:
-        ds = pydicom.dcmread(path, force=forced)
-    except (EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{name}: truncated or unreadable DICOM ({type(exc).__name__}: {_one_line(exc)})") from None
+def _read(fp: BinaryIO, path: Path, name: str, limits: ReadLimits,
+          user_spacing: tuple[float, float] | None) -> LoadedImage:
+    check_deflated_size(fp, name, limits)
+    ds, forced = _parse(fp, name, limits)
+    check_radiograph(ds, name)
+    photometric, warnings = _check_header(ds, name, limits)
     _ensure_transfer_syntax(ds)
     _check_pixel_data(ds, name, photometric)
-    from pydicom.pixels import pixel_array
-
+    warnings.extend(lateral_cspine_warnings(ds))
     try:
-        arr = pixel_array(ds)
+        stored = decode_grey(ds)
     except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # decoder plugins raise many types (pyo3 panics derive from BaseException)
@@ -310,25 +262,22 @@ def read_dicom(path: Path, name: str, limits: ReadLimits, user_spacing: tuple[fl
             f"{ds.file_meta.TransferSyntaxUID.name!r} ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
     little = bool(ds.original_encoding[1]) if ds.original_encoding[1] is not None else True
-    if _SAMPLES[photometric] == 3 or photometric == "PALETTE COLOR":
-        display = _colour_display(ds, arr, photometric, warnings)
-    else:
-        display = _grey_display(ds, arr, photometric, little, warnings)
+    pixels = grey_pixels(ds, stored, photometric, little, warnings)
+    header = _header_only(ds)
+    del ds
     if user_spacing is not None:
         spacing, source = user_spacing, "user"
     else:
         spacing, source, spacing_warnings = dicom_spacing(header)
         warnings.extend(spacing_warnings)
-    for message in warnings:
-        logger.warning("%s: %s", name, message)
     modality = str(header.get("Modality", "") or "") or None
     return LoadedImage(
         path=str(path),
-        display=finalize_display(display, owned=True),
         pixel_spacing_mm=spacing,
         spacing_source=source,
         warnings=tuple(warnings),
         modality=modality,
         dataset=header,
         format="dicom",
+        source=pixels,
     )

@@ -65,7 +65,7 @@ def read_raster(
         spacing, source, spacing_warnings = sidecar_spacing(path)
         warnings.extend(spacing_warnings)
     for message in warnings:
-        logger.warning("%s: %s", name, message)
+        logger.debug("%s: %s", name, message)
     return LoadedImage(
         path=str(path),
         display=finalize_display(display),

@@ -191,8 +191,11 @@ class RecordSink:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def consume(self, result: "StudyResult") -> None:
-        self.records.append(record_of(result))
+    def consume(self, result: "StudyResult") -> dict[str, Any]:
+        """Append the record of ``result``; returns it."""
+        rec = record_of(result)
+        self.records.append(rec)
+        return rec
 
     def write(self, path_or_dash: str | PathLike[str]) -> None:
         write_records(self.records, path_or_dash)
