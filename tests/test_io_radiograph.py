@@ -2,7 +2,6 @@
 lateral cervical spine warnings, library logs kept out of the console, and the lazy display."""
 from __future__ import annotations
 
-import logging
 import pickle
 from pathlib import Path
 
