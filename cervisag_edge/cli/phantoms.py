@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-side", type=int, default=None, dest="long_side", help="render at this reduced long side in px")
     parser.add_argument("--format", choices=("dicom", "png"), default="dicom", dest="fmt", help="file format (default dicom)")
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="force one variant (default: all, drawn per index)")
+    parser.add_argument("--style", choices=("train", "heldout"), default="train",
+                        help="train (default) or heldout: anatomy and processing outside every training range")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -37,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise InputError(f"{args.out_dir}: --count {args.count} invalid, expected >= 1")
     path = generate_dataset(args.out_dir, args.count, args.seed, size=args.size, fmt=args.fmt, variant=args.variant,
-                            progress=not args.no_progress, out_long_side=args.long_side, start=args.start)
+                            progress=not args.no_progress, out_long_side=args.long_side, start=args.start, style=args.style)
     print(path)
     return 0

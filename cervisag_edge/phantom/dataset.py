@@ -2,8 +2,8 @@
 
 Keypoint coordinates use the pixel-centre convention of docs/architecture.md: the centre of
 pixel (row i, column j) is at (x = j, y = i). Flags: 2 visible, 1 labelled but hidden (behind
-the shoulders), 0 outside the field of view (COCO writes x = y = 0 for these; the exact
-position is still given in the image's ``landmarks_px``).
+the shoulders), 0 outside the image or the collimated field; a v = 0 keypoint keeps its true
+coordinates (outside the image), so the file still says where it is.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def coco_records(ph: Phantom, image_id: int, file_name: str) -> tuple[dict[str, 
     h, w = ph.stored.shape
     kps: list[float] = []
     for (x, y), v in zip(ph.landmarks_px, ph.visibility):
-        kps += [0.0, 0.0, 0] if v == 0 else [round(float(x), 4), round(float(y), 4), int(v)]
+        kps += [round(float(x), 4), round(float(y), 4), int(v)]  # v = 0 keeps its true (out-of-frame) position
     lab = ph.visibility > 0
     sr, sc = ph.pixel_spacing_mm
     if lab.any():
@@ -69,7 +69,7 @@ def coco_records(ph: Phantom, image_id: int, file_name: str) -> tuple[dict[str, 
         "id": image_id, "file_name": file_name, "width": int(w), "height": int(h),
         "pixel_spacing_mm": [float(sr), float(sc)], "imager_pixel_spacing_mm": [float(v) for v in ph.imager_pixel_spacing_mm],
         "magnification": float(ph.magnification), "parameters": params, "variant": ph.variant, "seed": ph.seed, "index": ph.index,
-        "facing": ph.facing, "photometric": ph.photometric,
+        "facing": ph.facing, "photometric": ph.photometric, "style": ph.style, "framing": ph.framing,
         "landmarks_px": [[round(float(x), 4), round(float(y), 4)] for x, y in ph.landmarks_px],
     }
     ann = {"id": image_id, "image_id": image_id, "category_id": 1, "keypoints": kps, "num_keypoints": int(lab.sum()),
@@ -88,9 +88,10 @@ def _stderr_bar(done: int, total: int) -> None:
 
 def generate_dataset(out_dir: str | Path, count: int, seed: int, *, size: tuple[int, int] | None = None, fmt: str = "dicom",
                      variant: str | None = None, progress: bool | Callable[[int, int], None] = True,
-                     out_long_side: int | None = None, start: int = 0) -> Path:
+                     out_long_side: int | None = None, start: int = 0, style: str = "train") -> Path:
     """Render phantoms ``start .. start+count-1`` of set ``seed`` into ``out_dir``; returns the path
-    of ``annotations.json``. ``progress``: True for a plain stderr bar, or a callable(done, total)."""
+    of ``annotations.json``. ``progress``: True for a plain stderr bar, or a callable(done, total);
+    ``style`` "train" or "heldout" (see :func:`render_phantom`)."""
     from ..errors import InputError
 
     if fmt not in FORMATS:
@@ -103,7 +104,7 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int, *, size: tuple[
     images, anns = [], []
     for n in range(count):
         index = start + n
-        ph = render_phantom(seed, index, size=size, variant=variant, out_long_side=out_long_side)
+        ph = render_phantom(seed, index, size=size, variant=variant, out_long_side=out_long_side, style=style)
         if fmt == "dicom":
             name = f"phantom_{seed}_{index:05d}.dcm"
             write_dicom(ph, out / name, transfer_syntax_for(index))
@@ -118,7 +119,7 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int, *, size: tuple[
     doc = {
         "info": {"description": "cervisag-edge synthetic lateral cervical spine phantoms", "version": "1.0", "seed": seed,
                  "coordinate_convention": "pixel centre of (row i, col j) is (x=j, y=i); keypoints and bbox in pixels, image spans [-0.5, W-0.5] x [-0.5, H-0.5]",
-                 "visibility": "2 visible, 1 hidden behind the shoulders, 0 outside the field of view (x=y=0)"},
+                 "visibility": "2 visible, 1 hidden behind the shoulders, 0 outside the image or collimated field (x, y still the true position)"},
         "licenses": [],
         "images": images,
         "annotations": anns,

@@ -6,7 +6,7 @@ C1_ANT and C1_POST come from the same vertices that outline the rendered parts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class HeadResult:
     soft: list[Part]
     shoulders: list[Part]
     landmarks: dict[str, np.ndarray]
+    refs: dict[str, np.ndarray] = field(default_factory=dict)  # framing reference points (canonical mm)
 
 
 def _arc(centre: np.ndarray, a: float, b: float, tilt: float, phi0: float, phi1: float, n: int) -> np.ndarray:
@@ -79,6 +80,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     post_arch = np.vstack([[[-9.0, -3.5], [-18.0, -2.6]], tub, [[-18.0, 1.8], [-9.0, 4.2]]])
     parts.append(Part("bone", verts=l1(post_arch), mut=e_c * 2.2 + e_tr * 4, rim_mut=e_c * 1.5, rim_mm=0.6))
     lm["C1_POST"] = l1([[q[0] - rt, q[1]]])[0]
+    refs: dict[str, np.ndarray] = {}
     # --- skull (rotates with the atlas plus the C0–C1 angle)
     ths = th1 + spec.alpha01_rad
     rs = rot(ths)
@@ -97,6 +99,17 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     fine = ls(_arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 4000))
     lm["MCG_OCC"] = fine[int(np.argmax(fine[:, 1]))]
     vault_c = ls([[-25.0, -140.0]])[0]
+    phi = ths - 0.45
+    refs["vertex"] = vault_c - np.array([0.0, float(np.hypot(98.0 * np.sin(phi), 82.0 * np.cos(phi)))])
+    refs["occiput_back"] = outer_c[int(np.argmin(outer_c[:, 0]))]
+    refs["nose"] = ls([[132.0, -30.0]])[0]
+    refs["chin"] = ls([[88.0, 66.0]])[0]
+    for z in (-22.0, 22.0):  # occipital condyles on the atlas lateral masses; mastoid processes
+        parts.append(Part("bone", ellipse=ellipse(ls([[-3.0, -9.0]])[0], 9.5, 4.5, ths + 0.15), mut=e_tr * 9 + e_c * 0.6, rim_mut=e_c * 1.4, rim_mm=0.7, z_mm=z,
+                          tex_angle_rad=ths, tex_amp=dens["tex_amp"], tex_offset=(31.0 + z, 7.0)))
+    for z in (-52.0, 52.0):
+        parts.append(Part("bone", ellipse=ellipse(ls([[-20.0, -14.0]])[0], 8.0, 13.0, ths + 0.3), mut=e_tr * 6 + e_c * 0.5, rim_mut=e_c * 1.2, rim_mm=0.7, z_mm=z,
+                          tex_angle_rad=ths, tex_amp=0.6 * dens["tex_amp"], tex_offset=(60.0 + z, 33.0)))
     for sgn, grow in ((1.0, 0.0), (-1.0, -6.5)):
         parts.append(Part("ellipsoid", ellipse=ellipse(vault_c, 98.0 + grow, 82.0 + grow, ths - 0.45), depth_mm=70.0 + grow, mu=sgn * e_c * 0.6))
     # skull base (temporal bones, cranial fossae): a smooth dense mass between vault and atlas
@@ -145,7 +158,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
 
     soft = _soft_tissue(spine, spec, ls, lm, c1_ant, outer_c)
     shoulders = _shoulders(spine, spec, dens)
-    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm)
+    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm, refs=refs)
 
 
 def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.ndarray], c1_ant: np.ndarray, occ_outer: np.ndarray) -> list[Part]:
@@ -179,10 +192,13 @@ def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.nda
     # the anterior neck line meets the chin; points above the chin would fold the outline
     chin = ls([[88.0, 66.0]])[0]
     front = [p for p in ant[::-1][:-1] if p[1] > chin[1] + 5.0] or [ant[-1]]
+    # scalp over the vault: an arc 6 mm outside the vault ellipse, from the face round to the occiput
+    vc, phi = np.array([-25.0, -140.0]), -0.45
+    scalp = ls(_arc(vc, 104.0, 88.0, phi, np.deg2rad(-20.0), np.deg2rad(-205.0), 16))
     outline = np.vstack([
-        ls([[-60.0, -170.0]]), head_back[::6], post, [post[-1] - fwd * 10 + down * 60, post[-1] - fwd * 30 + down * 250],
+        scalp, head_back[::6], post, [post[-1] - fwd * 10 + down * 60, post[-1] - fwd * 30 + down * 250],
         [ant[-1] + fwd * 40 + down * 250, ant[-1] + fwd * 15 + down * 60], front,
-        ls([[88.0, 66.0], [105.0, 64.0], [118.0, 30.0], [132.0, -30.0], [120.0, -90.0], [60.0, -170.0]]),
+        ls([[88.0, 66.0], [105.0, 64.0], [118.0, 30.0], [132.0, -30.0], [120.0, -90.0]]),
     ])
     soft.append(Part("slab", verts=outline, depth_mm=112.0 * s, round_mm=35.0, mu=MU_SOFT, coarse=True, tag="neck"))
     soft.append(Part("ellipsoid", ellipse=ellipse(ls([[-5.0, -110.0]])[0], 110.0, 100.0, 0.0), depth_mm=22.0, mu=MU_SOFT, coarse=True, tag="head"))

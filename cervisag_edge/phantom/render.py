@@ -45,6 +45,8 @@ class Phantom:
     facing: str = "right"  # direction the patient faces in the image ("right": anterior = +x)
     source_image_distance_mm: float = 1650.0
     source_object_distance_mm: float = 1500.0
+    style: str = "train"
+    framing: str = "cspine"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -142,6 +144,7 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
             mut += extra
     exp = scene.exposure
     resp = form_image(mut, grid, exp, stream(seed, index, "noise"))
+    resp = _vendor_processing(resp, scene, stream(seed, index, "process"))
     invert = scene.photometric == "MONOCHROME1"
     stored = quantise(resp, exp.bits_stored, invert)
     slope, intercept = scene.rescale
@@ -168,9 +171,29 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
         stored=stored, display=display.astype(np.float32), landmarks_px=lm_px, visibility=vis, pixel_spacing_mm=(sr, sc),
         imager_pixel_spacing_mm=(sr * exp.magnification, sc * exp.magnification), magnification=exp.magnification,
         photometric=scene.photometric, bits_stored=exp.bits_stored, rescale_slope=slope, rescale_intercept=intercept,
-        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index),
+        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index), style=scene.style, framing=scene.framing,
         facing=_facing(scene), source_image_distance_mm=scene.placement.sod_mm * exp.magnification,
         source_object_distance_mm=scene.placement.sod_mm)
+
+
+#: Share of training-style phantoms that get the random vendor processing of :mod:`.augment`.
+P_PROCESSED = 0.6
+
+
+def _vendor_processing(resp: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Multiscale contrast / unsharp mask / tone curve on the log image (held-out style: the
+    held-out family, always; training style: the training ranges in :data:`P_PROCESSED`)."""
+    from .augment import HELDOUT, TRAIN, process_display
+
+    held = scene.style == "heldout"
+    if not held and rng.random() >= P_PROCESSED:
+        return resp
+    sub = resp[::4, ::4]
+    lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
+    span = max(hi - lo, 1e-3)
+    x = np.clip((resp - np.float32(lo)) * np.float32(1.0 / span), 0.0, 1.0)
+    x = process_display(x, rng, HELDOUT if held else TRAIN)
+    return x * np.float32(span) + np.float32(lo)
 
 
 def _facing(scene: Scene) -> str:
@@ -178,15 +201,18 @@ def _facing(scene: Scene) -> str:
     return "right" if anterior[0] >= 0 else "left"
 
 
-def render_phantom(seed: int, index: int, *, out_long_side: int | None = None, size: tuple[int, int] | None = None, variant: str | None = None) -> Phantom:
+def render_phantom(seed: int, index: int, *, out_long_side: int | None = None, size: tuple[int, int] | None = None, variant: str | None = None,
+                   style: str = "train") -> Phantom:
     """Render phantom ``index`` of set ``seed``.
 
     ``size`` is the full (W, H) in px (None: drawn from the seed, 1500–3000 px per side);
     ``out_long_side`` renders the same phantom directly at a reduced resolution (landmarks and
-    spacing scaled exactly); ``variant`` one of :data:`VARIANTS` (None: drawn from the seed).
+    spacing scaled exactly); ``variant`` one of :data:`VARIANTS` (None: drawn from the seed);
+    ``style`` "train" (default) or "heldout" — a family of anatomy and processing outside every
+    training range, never produced by the default.
     """
     if size is not None and (len(size) != 2 or min(size) < 16):
         raise ValueError(f"size {size!r} invalid, expected (W, H) with both >= 16 px")
-    scene = build_scene(seed, index, None if size is None else (int(size[0]), int(size[1])), variant)
+    scene = build_scene(seed, index, None if size is None else (int(size[0]), int(size[1])), variant, style)
     logger.debug("phantom seed=%d index=%d variant=%s size=%s", seed, index, scene.variant, scene.size_px)
     return render_scene(scene, seed, index, out_long_side)

@@ -51,6 +51,8 @@ class SpineSpec:
     spinous_angle_rad: np.ndarray
     osteophyte_mm: np.ndarray  # (7, 2) anterior-superior / anterior-inferior spur length
     sclerosis: np.ndarray  # (7,) endplate sclerosis factor >= 0
+    dens_base_mm: float = 1.0  # C2: from the body's superior chord up to the dens base
+    pillar_overlap_mm: float = -3.0  # articular pillars' front edge relative to the posterior wall (> 0 overlaps the body)
 
 
 def _curve(a: np.ndarray, b: np.ndarray, inward: np.ndarray, sag_mm: float, n: int) -> np.ndarray:
@@ -76,7 +78,7 @@ def body_outline(depth: float, ha: float, hp: float, cs: float, ci: float, cw: f
     return np.stack([a_s, p_s, p_i, a_i]), outline
 
 
-def c2_outline(depth: float, hb: float, cs: float, ci: float, cw: float, dens_len: float, dens_w: float, tilt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def c2_outline(depth: float, hb: float, cs: float, ci: float, cw: float, dens_len: float, dens_w: float, tilt: float, base_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """C2 body with dens, local frame. Returns corners (4, 2), outline, dens tip, dens PS, dens axis.
 
     AS is the junction of the anterior body wall and the dens base; PS the junction of the
@@ -87,7 +89,7 @@ def c2_outline(depth: float, hb: float, cs: float, ci: float, cw: float, dens_le
     a_s = np.array([depth / 2 - 0.8, -hb / 2 + 1.5])
     up = np.array([-np.sin(tilt), -np.cos(tilt)])
     ant = np.array([np.cos(tilt), -np.sin(tilt)])
-    base_c = np.array([-0.8, -hb / 2 - 1.0])
+    base_c = np.array([-0.8, -hb / 2 - base_mm])
     r = dens_w / 2
     tip_c = base_c + up * (dens_len - r)
     ang = np.linspace(0.0, np.pi, 13)
@@ -127,7 +129,7 @@ def build_chain(spec: SpineSpec) -> list[Vertebra]:
             centre = inf_mid - rot(theta) @ np.array([0.0, 0.25 * (ha + hp)])
         r = rot(theta)
         if k == 0:
-            corners, outline, tip, dps, axis = c2_outline(d, 0.5 * (ha + hp), spec.concave_sup_mm[k], spec.concave_inf_mm[k], spec.concave_wall_mm[k], spec.dens_len_mm, spec.dens_width_mm, spec.dens_tilt_rad)
+            corners, outline, tip, dps, axis = c2_outline(d, 0.5 * (ha + hp), spec.concave_sup_mm[k], spec.concave_inf_mm[k], spec.concave_wall_mm[k], spec.dens_len_mm, spec.dens_width_mm, spec.dens_tilt_rad, spec.dens_base_mm)
             built.append(Vertebra(LEVELS[k], centre, theta, d, centre + corners @ r.T, centre + outline @ r.T, centre + r @ tip, centre + r @ dps, r @ axis))
         else:
             corners, outline = body_outline(d, ha, hp, spec.concave_sup_mm[k], spec.concave_inf_mm[k], spec.concave_wall_mm[k])
@@ -160,7 +162,8 @@ def vertebra_parts(v: Vertebra, k: int, spec: SpineSpec, dens: dict[str, float],
     for z in (-side_z, side_z):
         parts.append(Part("bone", verts=local([(xw + 0.5, ys + 1.5), (xw - 6 * big, ys + 1.5), (xw - 6 * big, ys + 6.0), (xw + 0.5, ys + 6.0)]),
                           mut=e_c * 1.6, rim_mut=e_c * 0.8, rim_mm=0.5, z_mm=z))
-        px0, px1 = xw - 3.0, xw - 13.5 * big
+        px0 = xw + spec.pillar_overlap_mm
+        px1 = px0 - 10.5 * big
         g_up = 0.5 * float(spec.disc_mm[k - 1]) - 0.7 if k > 0 else 1.0  # facet joint gaps ~1.4 mm
         g_dn = 0.5 * float(spec.disc_mm[k]) - 0.7 if k < 6 else 1.0
         parts.append(Part("bone", verts=local([(px0, ys - 2.5 - g_up), (px1, ys + 4.0 - g_up), (px1, yi + 3.5 + g_dn), (px0, yi - 3.0 + g_dn)]),

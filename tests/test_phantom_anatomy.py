@@ -1,0 +1,75 @@
+"""Generated anatomy against the morphometry table (cervisag_edge.phantom.anatomy)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cervisag_edge.landmarks import landmark_index
+from cervisag_edge.phantom.anatomy import MORPHOMETRY, dim, markdown_table
+from cervisag_edge.phantom.scene import _spine_spec, build_scene
+
+N = 80
+
+
+def _lm(name: str, lm: np.ndarray) -> np.ndarray:
+    return lm[landmark_index(name)]
+
+
+def _body_height(lm: np.ndarray, v: str) -> float:
+    return 0.5 * (np.linalg.norm(_lm(f"{v}_AS", lm) - _lm(f"{v}_AI", lm)) + np.linalg.norm(_lm(f"{v}_PS", lm) - _lm(f"{v}_PI", lm)))
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [build_scene(31, i, (800, 1000), None) for i in range(N)]
+
+
+def test_c2_ratio_from_landmarks_is_adult(scenes) -> None:
+    ratios = []
+    for sc in scenes:
+        lm = sc.landmarks_mm
+        total = np.linalg.norm(_lm("DENS_TIP", lm) - 0.5 * (_lm("C2_PI", lm) + _lm("C2_AI", lm)))
+        ratios.append(total / _body_height(lm, "C3"))
+    med = float(np.median(ratios))
+    assert 3.0 <= med <= 3.5, f"C2 total / C3 body height median {med:.2f}, expected 3.0-3.5"
+    assert np.percentile(ratios, 95) - np.percentile(ratios, 5) > 0.2  # subjects differ
+
+
+def test_sampled_dimensions_follow_the_table() -> None:
+    rng = np.random.default_rng(5)
+    specs = [_spine_spec(rng, "standard")[0] for _ in range(300)]
+    h = np.array([0.5 * (s.h_ant_mm + s.h_post_mm) for s in specs])  # (300, 7) C2..T1
+    d = np.array([s.depth_mm for s in specs])
+    sub = h[:, 1:6].mean(axis=0)
+    assert np.all((sub > 10.0) & (sub < 12.2)), sub
+    assert int(np.argmin(sub)) == 2, f"C5 must be the shortest body, means C3..C7 {sub}"
+    dep = d[:, 1:6].mean(axis=0)
+    assert np.all(np.diff(dep) > 0) and 14.0 < dep[0] and dep[-1] < 16.5, dep
+    for key, got in (("C2_body_h_ant_mm", [s.h_ant_mm[0] for s in specs]), ("C2_body_depth_mm", d[:, 0]), ("dens_h_mm", [s.dens_len_mm for s in specs])):
+        row = dim(key)
+        assert abs(np.mean(got) - row.mean) < 0.6 * row.sd + 0.1, key
+    spin = np.array([s.spinous_mm for s in specs])
+    assert np.all(np.argmax(spin, axis=1) == 5)  # C7 spinous the longest
+
+
+def test_atlanto_dens_interval_and_disc_heights(scenes) -> None:
+    row = dim("adi_mm")
+    assert row.hi <= 3.0
+    mids = []
+    for sc in scenes[:30]:
+        lm = sc.landmarks_mm
+        for up, lo in (("C3", "C4"), ("C4", "C5"), ("C5", "C6")):
+            a = 0.5 * (_lm(f"{up}_AI", lm) + _lm(f"{up}_PI", lm))
+            b = 0.5 * (_lm(f"{lo}_AS", lm) + _lm(f"{lo}_PS", lm))
+            mids.append(np.linalg.norm(a - b))
+    assert 3.0 < np.median(mids) < 5.5  # chord-to-chord; + endplate concavities gives the 5.3-5.8 mm middle height
+
+
+def test_table_is_complete_and_printed() -> None:
+    keys = [d.key for d in MORPHOMETRY]
+    assert len(keys) == len(set(keys))
+    assert all(d.lo <= d.mean <= d.hi and d.sd > 0 and d.source for d in MORPHOMETRY)
+    text = markdown_table()
+    assert all(f"`{k}`" in text for k in keys)
+    with pytest.raises(KeyError, match="nope"):
+        dim("nope")
