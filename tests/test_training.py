@@ -119,3 +119,17 @@ def test_init_weights_seed_a_fresh_run(tmp_path: Path) -> None:
     load_init_weights(b, tmp_path / "w.npz")
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_fov_crop_never_fails_on_any_framing() -> None:
+    """Phantoms come in every framing (cephalograms, neck crops, films ending at C3): the crop
+    must cope with levels that lie outside the image."""
+    from cervisag_edge.training.data import random_fov_crop
+
+    rng = np.random.default_rng(11)
+    for i in range(24):
+        sample = PhantomSource(21, 24, 160)[i]
+        for _ in range(10):
+            c = random_fov_crop(sample, rng)
+            assert c.display.ndim == 2 and min(c.display.shape) >= 1
+            assert c.visibility.shape == (34,)

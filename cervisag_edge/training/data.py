@@ -161,29 +161,33 @@ def random_fov_crop(sample: Sample, rng: np.random.Generator) -> Sample:
     """
     img, pts, vis = sample.display, sample.landmarks_px, sample.visibility
     H, W = img.shape
-    ys = [float(np.nanmean(pts[k : k + 4, 1])) for k in _LEVEL_ROWS]
-    xs = pts[:, 0][np.isfinite(pts[:, 0])]
-    if not np.all(np.isfinite(ys)) or xs.size < 8:
+    with np.errstate(invalid="ignore"):
+        ys = np.array([np.nanmean(pts[k : k + 4, 1]) if np.isfinite(pts[k : k + 4, 1]).any() else np.nan for k in _LEVEL_ROWS])
+    if not np.all(np.isfinite(ys)) or not np.isfinite(pts[6:, 0]).any():
         return sample
-    ys_arr = np.asarray(ys)  # C2..T1 centre rows
-    body = float(np.median(np.abs(np.diff(ys_arr)))) or 0.05 * H
-    x_lo, x_hi = float(np.nanmin(pts[6:, 0])), float(np.nanmax(pts[6:, 0]))
+    body = float(np.median(np.abs(np.diff(ys)))) or 0.05 * H
+    ys_arr = np.clip(ys, 0.0, float(H))  # C2..T1 centre rows; levels beyond the frame sit at its edge
+    x_lo, x_hi = (float(np.clip(v, 0.0, W)) for v in (np.nanmin(pts[6:, 0]), np.nanmax(pts[6:, 0])))
+
+    def _u(a: float, b: float) -> float:  # uniform between two bounds given in either order
+        return float(rng.uniform(min(a, b), max(a, b)))
+
     kind = int(rng.integers(0, 4))
     x0, x1, y0, y1 = 0.0, float(W), 0.0, float(H)
     if kind == 0:  # the film ends somewhere between C3 and T1
-        y1 = float(rng.uniform(ys_arr[1] - 0.3 * body, ys_arr[6] + 0.5 * body))
+        y1 = _u(ys_arr[1] - 0.3 * body, ys_arr[6] + 0.5 * body)
     elif kind == 1:  # the film starts below the skull: top edge between the image top and C1
-        c1 = float(np.nanmin(pts[[2, 3, 4], 1]))
-        y0 = float(rng.uniform(0.0, max(1.0, c1)))
+        c1 = float(np.nanmin(pts[[2, 3, 4], 1])) if np.isfinite(pts[[2, 3, 4], 1]).any() else ys_arr[0]
+        y0 = _u(0.0, float(np.clip(c1, 1.0, H)))
     elif kind == 2:  # cephalogram-like: wide frame, spine visible to C3–C5
-        y1 = float(rng.uniform(ys_arr[1], ys_arr[3] + 0.5 * body))
-        y0 = max(0.0, y1 - float(rng.uniform(0.5, 0.8)) * W)
+        y1 = _u(ys_arr[1], ys_arr[3] + 0.5 * body)
+        y0 = max(0.0, y1 - _u(0.5, 0.8) * W)
     else:  # tight neck crop, portrait or landscape, around the spine
-        cx = 0.5 * (x_lo + x_hi) + rng.uniform(-0.5, 0.5) * (x_hi - x_lo)
-        half_w = float(rng.uniform(1.2, 3.0)) * (x_hi - x_lo)
+        span = max(x_hi - x_lo, 0.1 * W)
+        cx = 0.5 * (x_lo + x_hi) + _u(-0.5, 0.5) * span
+        half_w = _u(1.2, 3.0) * span
         x0, x1 = cx - half_w, cx + half_w
-        top = float(rng.uniform(0.0, ys_arr[0]))
-        y0, y1 = top, float(rng.uniform(ys_arr[2], H))
+        y0, y1 = _u(0.0, ys_arr[0]), _u(ys_arr[2], H)
     x0, x1 = int(np.clip(round(x0), 0, W - 2)), int(np.clip(round(x1), 0, W))
     y0, y1 = int(np.clip(round(y0), 0, H - 2)), int(np.clip(round(y1), 0, H))
     if x1 - x0 < 0.25 * W or y1 - y0 < 0.2 * H:
