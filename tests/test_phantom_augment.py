@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cervisag_edge.phantom.augment import HELDOUT, OPS, TRAIN, augment_display, process_display
+from cervisag_edge.phantom.augment import HELDOUT, OPS, TRAIN, augment_display, heldout_display, process_display
 
 
 def _img(seed: int = 0) -> np.ndarray:
@@ -51,3 +51,6 @@ def test_heldout_ranges_do_not_overlap_training() -> None:
         assert a[1] < b[0] or b[1] < a[0], f.name
     out = process_display(_img(), np.random.default_rng(0), HELDOUT)
     assert out.shape == (128, 112) and out.dtype == np.float32
+    held = heldout_display(_img(), np.random.default_rng(0))
+    np.testing.assert_array_equal(held, out)  # the same family, deterministic per seed
+    assert float(np.abs(held - _img()).mean()) > 0.01

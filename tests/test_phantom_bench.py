@@ -34,3 +34,21 @@ def test_gallery_writes_small_pngs_with_landmarks(tmp_path: Path) -> None:
     changed = np.any(plain != dotted, axis=2)
     x, y = ph.landmarks_px[ph.visibility > 0][0]
     assert changed[int(round(y)), int(round(x))]
+
+
+def test_real_reference_is_windowed_by_the_project_reader(tmp_path: Path) -> None:
+    from realdata import pydicom_data_dir
+
+    from cervisag_edge.io import read_image
+    from cervisag_edge.phantom.gallery import write_real_reference
+
+    folder = pydicom_data_dir()
+    if folder is None:
+        pytest.skip("pydicom-data is not installed")
+    whole, crop = write_real_reference(folder / "RG1_UNCR.dcm", tmp_path, long_side=200, crop_px=64)
+    a, b = cv2.imread(str(whole), cv2.IMREAD_GRAYSCALE), cv2.imread(str(crop), cv2.IMREAD_GRAYSCALE)
+    assert max(a.shape) == 200 and b.shape == (64, 64)
+    disp = read_image(folder / "RG1_UNCR.dcm").display
+    y0, x0 = int(0.04 * disp.shape[0]), (disp.shape[1] - 64) // 2
+    ref = np.rint(disp[y0:y0 + 64, x0:x0 + 64] * 255)
+    assert np.abs(b.astype(float) - ref).mean() < 3.0  # JPEG, otherwise the reader's display

@@ -69,7 +69,7 @@ def coco_records(ph: Phantom, image_id: int, file_name: str) -> tuple[dict[str, 
         "id": image_id, "file_name": file_name, "width": int(w), "height": int(h),
         "pixel_spacing_mm": [float(sr), float(sc)], "imager_pixel_spacing_mm": [float(v) for v in ph.imager_pixel_spacing_mm],
         "magnification": float(ph.magnification), "parameters": params, "variant": ph.variant, "seed": ph.seed, "index": ph.index,
-        "facing": ph.facing, "photometric": ph.photometric, "style": ph.style, "framing": ph.framing,
+        "facing": ph.facing, "photometric": ph.photometric, "style": ph.style, "framing": ph.framing, "extras": list(ph.extras),
         "landmarks_px": [[round(float(x), 4), round(float(y), 4)] for x, y in ph.landmarks_px],
     }
     ann = {"id": image_id, "image_id": image_id, "category_id": 1, "keypoints": kps, "num_keypoints": int(lab.sum()),

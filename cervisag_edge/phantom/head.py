@@ -14,6 +14,9 @@ from .parts import Part, ellipse, rot, smooth_polygon
 from .spine import Vertebra
 
 MU_SOFT = 0.024  # soft tissue, 1/mm at the effective energy
+#: Cranial vault in the skull frame (origin 7 mm below the dens tip): centre, semi-axes, tilt. The
+#: vertex lies about 165 mm above the hard palate and the vault's back meets the occipital squama.
+VAULT_C_MM, VAULT_AB_MM, VAULT_TILT_RAD = (-8.0, -100.0), (92.0, 74.0), -0.2
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class HeadResult:
     shoulders: list[Part]
     landmarks: dict[str, np.ndarray]
     refs: dict[str, np.ndarray] = field(default_factory=dict)  # framing reference points (canonical mm)
+    teeth: list = field(default_factory=list)  # (centre (2,), angle_rad, z_mm, upper) per tooth
 
 
 def _arc(centre: np.ndarray, a: float, b: float, tilt: float, phi0: float, phi1: float, n: int) -> np.ndarray:
@@ -98,9 +102,10 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     # most caudal point of the occipital squama: exact maximum of y on the (projected) outer ellipse
     fine = ls(_arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 4000))
     lm["MCG_OCC"] = fine[int(np.argmax(fine[:, 1]))]
-    vault_c = ls([[-25.0, -140.0]])[0]
-    phi = ths - 0.45
-    refs["vertex"] = vault_c - np.array([0.0, float(np.hypot(98.0 * np.sin(phi), 82.0 * np.cos(phi)))])
+    vault_c = ls([VAULT_C_MM])[0]
+    phi = ths + VAULT_TILT_RAD
+    va, vb = VAULT_AB_MM
+    refs["vertex"] = vault_c - np.array([0.0, float(np.hypot(va * np.sin(phi), vb * np.cos(phi)))])
     refs["occiput_back"] = outer_c[int(np.argmin(outer_c[:, 0]))]
     refs["nose"] = ls([[132.0, -30.0]])[0]
     refs["chin"] = ls([[88.0, 66.0]])[0]
@@ -111,7 +116,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
         parts.append(Part("bone", ellipse=ellipse(ls([[-20.0, -14.0]])[0], 8.0, 13.0, ths + 0.3), mut=e_tr * 6 + e_c * 0.5, rim_mut=e_c * 1.2, rim_mm=0.7, z_mm=z,
                           tex_angle_rad=ths, tex_amp=0.6 * dens["tex_amp"], tex_offset=(60.0 + z, 33.0)))
     for sgn, grow in ((1.0, 0.0), (-1.0, -6.5)):
-        parts.append(Part("ellipsoid", ellipse=ellipse(vault_c, 98.0 + grow, 82.0 + grow, ths - 0.45), depth_mm=70.0 + grow, mu=sgn * e_c * 0.6))
+        parts.append(Part("ellipsoid", ellipse=ellipse(vault_c, va + grow, vb + grow, phi), depth_mm=70.0 + grow, mu=sgn * e_c * 0.6))
     # skull base (temporal bones, cranial fossae): a smooth dense mass between vault and atlas
     parts.append(Part("ellipsoid", ellipse=ellipse(ls([[-4.0, -42.0]])[0], 52.0, 24.0, ths - 0.2), depth_mm=40.0, mu=e_c * 0.22))
     for z in (-48.0, 48.0):  # petrous ridge / mastoid
@@ -135,15 +140,22 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     def lmand(pts) -> np.ndarray:
         return piv + (np.asarray(pts, dtype=np.float64) - np.array([14.0, -20.0])) @ rm.T
 
+    teeth: list[tuple[np.ndarray, float, float, bool]] = []
     for z in (-24.0, 24.0):  # teeth
         for t in range(6):
-            parts.append(Part("bone", ellipse=ellipse(ls([[px + 16 + 4.2 * t, py + 8.5]])[0], 2.6, 6.5, ths + 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
-            parts.append(Part("bone", ellipse=ellipse(lmand([[px + 17 + 4.2 * t, py + 24.0]])[0], 2.6, 6.5, ths - 0.1), mut=e_c * 1.1, rim_mut=e_c * 0.7, rim_mm=0.7, z_mm=z))
+            cu, cl = ls([[px + 16 + 4.2 * t, py + 8.5]])[0], lmand([[px + 17 + 4.2 * t, py + 24.0]])[0]
+            for c, ang, occl in ((cu, ths + 0.1, 1.0), (cl, ths - 0.1, -1.0)):
+                ax = rot(ang) @ np.array([0.0, occl])  # towards the biting surface
+                parts.append(Part("bone", ellipse=ellipse(c + ax * 2.8, 2.7, 3.4, ang), mut=e_c * 1.9, rim_mut=e_c * 1.2, rim_mm=0.8, z_mm=z))  # enamel crown
+                parts.append(Part("bone", ellipse=ellipse(c - ax * 2.2, 1.7, 5.0, ang), mut=e_c * 0.9, rim_mut=e_c * 0.6, rim_mm=0.5, z_mm=z))  # root
+            teeth += [(cu, ths + 0.1, z, True), (cl, ths - 0.1, z, False)]
+    refs["ear"] = ls([[-6.0, 6.0]])[0]  # earlobe
+    refs["ear_canal"] = ls([[-5.0, -45.0]])[0]  # external auditory meatus, by the petrous bone
     mand = np.array([[17.0, -24.0], [11.0, -19.0], [13.0, 5.0], [16.0, 30.0], [23.0, 40.0], [60.0, 48.0], [92.0, 54.0], [99.0, 44.0], [97.0, 30.0],
                      [80.0, 30.0], [46.0, 28.0], [38.0, 18.0], [36.0, -6.0], [30.0, -2.0], [24.0, -12.0], [21.0, -21.0]])
     mand[:, 0] += px - 32.0
     for z in (-46.0, 46.0):
-        parts.append(Part("bone", verts=lmand(smooth_polygon(mand, 2)), mut=e_c * 1.6 + e_tr * 5, rim_mut=e_c * 3.5, rim_mm=1.0, z_mm=z,
+        parts.append(Part("bone", verts=lmand(smooth_polygon(mand, 2)), mut=e_c * 2.6 + e_tr * 6, rim_mut=e_c * 2.8, rim_mm=1.6, z_mm=z,
                           tex_angle_rad=ths, tex_amp=0.15, tex_offset=(5.0, 60.0 + z)))
     if spec.earrings:
         for z in (-70.0, 70.0):
@@ -158,7 +170,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
 
     soft = _soft_tissue(spine, spec, ls, lm, c1_ant, outer_c)
     shoulders = _shoulders(spine, spec, dens)
-    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm, refs=refs)
+    return HeadResult(parts=parts, soft=soft, shoulders=shoulders, landmarks=lm, refs=refs, teeth=teeth)
 
 
 def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.ndarray], c1_ant: np.ndarray, occ_outer: np.ndarray) -> list[Part]:
@@ -193,15 +205,16 @@ def _soft_tissue(spine: list[Vertebra], spec: HeadSpec, ls, lm: dict[str, np.nda
     chin = ls([[88.0, 66.0]])[0]
     front = [p for p in ant[::-1][:-1] if p[1] > chin[1] + 5.0] or [ant[-1]]
     # scalp over the vault: an arc 6 mm outside the vault ellipse, from the face round to the occiput
-    vc, phi = np.array([-25.0, -140.0]), -0.45
-    scalp = ls(_arc(vc, 104.0, 88.0, phi, np.deg2rad(-20.0), np.deg2rad(-205.0), 16))
+    d_ax = ls([[1.0, 0.0]])[0] - ls([[0.0, 0.0]])[0]
+    skull_angle = float(np.arctan2(d_ax[1], d_ax[0]))
+    scalp = ls(_arc(np.array(VAULT_C_MM), VAULT_AB_MM[0] + 6.0, VAULT_AB_MM[1] + 6.0, VAULT_TILT_RAD, np.deg2rad(-20.0), np.deg2rad(-200.0), 16))
     outline = np.vstack([
         scalp, head_back[::6], post, [post[-1] - fwd * 10 + down * 60, post[-1] - fwd * 30 + down * 250],
         [ant[-1] + fwd * 40 + down * 250, ant[-1] + fwd * 15 + down * 60], front,
         ls([[88.0, 66.0], [105.0, 64.0], [118.0, 30.0], [132.0, -30.0], [120.0, -90.0]]),
     ])
     soft.append(Part("slab", verts=outline, depth_mm=112.0 * s, round_mm=35.0, mu=MU_SOFT, coarse=True, tag="neck"))
-    soft.append(Part("ellipsoid", ellipse=ellipse(ls([[-5.0, -110.0]])[0], 110.0, 100.0, 0.0), depth_mm=22.0, mu=MU_SOFT, coarse=True, tag="head"))
+    soft.append(Part("ellipsoid", ellipse=ellipse(ls([VAULT_C_MM])[0], VAULT_AB_MM[0] + 4.0, VAULT_AB_MM[1] + 4.0, skull_angle + VAULT_TILT_RAD), depth_mm=22.0, mu=MU_SOFT, coarse=True, tag="head"))
     return soft
 
 

@@ -201,7 +201,10 @@ class Bone:
         cov = np.clip(d * inv_pix + np.float32(0.5), 0.0, 1.0)
         val = cov * np.float32(self.mut)
         if self.texture is not None and self.texture.amplitude > 0:
-            val *= np.float32(1.0) + np.float32(self.texture.amplitude) * _sample_texture(self.texture, xs, ys, grid, cache)
+            tex = _sample_texture(self.texture, xs, ys, grid, cache)
+            # the subcortical band (within 0.8 mm inside the cortex) is dense and even: fade the texture there
+            tex *= np.clip((d - np.float32(self.rim_mm)) * np.float32(1.0 / 0.8), 0.0, 1.0)
+            val *= np.float32(1.0) + np.float32(self.texture.amplitude) * tex
         if shade is not None:
             val *= shade
         if self.rim_mut != 0.0 and self.rim_mm > 0:

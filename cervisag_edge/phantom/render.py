@@ -9,6 +9,7 @@ import numpy as np
 
 from ..imaging import window_linear
 from ..landmarks import NUM_LANDMARKS
+from .extras import burn_text, film_mut
 from .parts import to_primitive
 from .physics import form_image, quantise
 from .primitives import Grid, render_all
@@ -47,6 +48,7 @@ class Phantom:
     source_object_distance_mm: float = 1500.0
     style: str = "train"
     framing: str = "cspine"
+    extras: tuple[str, ...] = ()  # what the film carries besides anatomy: dental, necklace, ecg, collar, plate, ear-rods, text, ruler, marker
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -139,12 +141,13 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
     # air "cavities" (airway, sinuses) subtract tissue; where one pokes out of the body the path
     # length of tissue is zero, never negative
     np.maximum(mut, np.float32(0.0), out=mut)
-    for extra in (_marker_mut(scene, grid), _collimation(scene, grid)):
+    for extra in (_marker_mut(scene, grid), _collimation(scene, grid), film_mut(scene.film, grid)):
         if extra is not None:
             mut += extra
     exp = scene.exposure
     resp = form_image(mut, grid, exp, stream(seed, index, "noise"))
     resp = _vendor_processing(resp, scene, stream(seed, index, "process"))
+    resp = burn_text(resp, scene.film, grid)
     invert = scene.photometric == "MONOCHROME1"
     stored = quantise(resp, exp.bits_stored, invert)
     slope, intercept = scene.rescale
@@ -171,7 +174,7 @@ def render_scene(scene: Scene, seed: int, index: int, out_long_side: int | None 
         stored=stored, display=display.astype(np.float32), landmarks_px=lm_px, visibility=vis, pixel_spacing_mm=(sr, sc),
         imager_pixel_spacing_mm=(sr * exp.magnification, sc * exp.magnification), magnification=exp.magnification,
         photometric=scene.photometric, bits_stored=exp.bits_stored, rescale_slope=slope, rescale_intercept=intercept,
-        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index), style=scene.style, framing=scene.framing,
+        window_center=wc, window_width=ww, variant=scene.variant, seed=int(seed), index=int(index), style=scene.style, framing=scene.framing, extras=scene.extras,
         facing=_facing(scene), source_image_distance_mm=scene.placement.sod_mm * exp.magnification,
         source_object_distance_mm=scene.placement.sod_mm)
 
@@ -192,8 +195,11 @@ def _vendor_processing(resp: np.ndarray, scene: Scene, rng: np.random.Generator)
     lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
     span = max(hi - lo, 1e-3)
     x = np.clip((resp - np.float32(lo)) * np.float32(1.0 / span), 0.0, 1.0)
-    x = process_display(x, rng, HELDOUT if held else TRAIN)
-    return x * np.float32(span) + np.float32(lo)
+    y = process_display(x, rng, HELDOUT if held else TRAIN)
+    # what was already saturated (shutters, blockers, metal) stays the brightest: no dark
+    # multiscale halo inside an unexposed shutter
+    np.copyto(y, np.float32(1.0), where=x >= np.float32(0.999))
+    return y * np.float32(span) + np.float32(lo)
 
 
 def _facing(scene: Scene) -> str:

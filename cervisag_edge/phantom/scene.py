@@ -5,11 +5,12 @@ the anatomy identical whatever size or resolution is requested.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..landmarks import LANDMARK_NAMES
+from .extras import FilmExtras, film_extras, patient_extras
 from .head import HeadSpec, build_head
 from .parts import Part, Placement, rot
 from .physics import Exposure
@@ -21,8 +22,8 @@ VARIANTS: tuple[str, ...] = (
     "extension", "high-shoulders", "cropped-fov", "low-dose", "degenerative", "rotated",
 )
 
-TEXEL_MM = 0.2
-_STREAMS = {"variant": 0, "size": 1, "anatomy": 2, "place": 3, "exposure": 4, "texture": 5, "noise": 6, "process": 7}
+TEXEL_MM = 0.12
+_STREAMS = {"variant": 0, "size": 1, "anatomy": 2, "place": 3, "exposure": 4, "texture": 5, "noise": 6, "process": 7, "extras": 8}
 
 
 def stream(seed: int, index: int, name: str) -> np.random.Generator:
@@ -55,6 +56,8 @@ class Scene:
     texture: np.ndarray
     style: str = "train"
     framing: str = "cspine"
+    film: FilmExtras = field(default_factory=FilmExtras)
+    extras: tuple[str, ...] = ()
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -114,7 +117,7 @@ def _spine_spec(rng: np.random.Generator, variant: str, style: str = "train") ->
         spinous_mm=spin,
         spinous_angle_rad=np.array([0.35, 0.45, 0.45, 0.4, 0.35, 0.3, 0.35]) + rng.normal(0, 0.08, 7),
         osteophyte_mm=osteo, sclerosis=scl, dens_base_mm=dens_base, pillar_overlap_mm=_u(rng, -3.0, 1.0))
-    dens = {"trab": _u(rng, 0.015, 0.025), "cort": _u(rng, 0.055, 0.08), "tex_amp": _u(rng, 0.12, 0.25)}
+    dens = {"trab": _u(rng, 0.015, 0.025), "cort": _u(rng, 0.055, 0.08), "tex_amp": _u(rng, 0.18, 0.32)}
     return spec, dens, s
 
 
@@ -139,14 +142,25 @@ def _head_spec(rng: np.random.Generator, variant: str, theta_c2: float, style: s
 
 
 def _texture(rng: np.random.Generator, n: int = 256) -> np.ndarray:
-    import cv2
+    """Periodic (n, n) trabecular tile at TEXEL_MM per texel, zero mean, unit SD: a network of thin
+    bright struts (the zero crossings of band-passed noise, so the struts connect) — vertical rods
+    (along the body's cranio-caudal axis) 0.6–1 mm apart, fainter horizontal plates, fine grain."""
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.rfftfreq(n)[None, :]
 
-    white = rng.standard_normal((n, n), dtype=np.float32)
-    rods = cv2.GaussianBlur(white, (0, 0), sigmaX=1.0, sigmaY=3.2, borderType=cv2.BORDER_REFLECT_101)
-    plates = cv2.GaussianBlur(white, (0, 0), sigmaX=2.4, sigmaY=0.9, borderType=cv2.BORDER_REFLECT_101)
-    fine = cv2.GaussianBlur(white, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
-    t = rods / rods.std() + 0.5 * plates / plates.std() + 0.4 * fine / fine.std()
-    t = np.tanh(1.2 * (t - t.mean()) / t.std())
+    def band(white: np.ndarray, sx: float, sy: float) -> np.ndarray:
+        # anisotropic Gaussian band-pass (difference of Gaussians) by FFT: periodic, so the tile wraps
+        f2 = (fx * sx) ** 2 + (fy * sy) ** 2
+        spec = np.fft.rfft2(white) * (np.exp(-2.0 * np.pi**2 * f2) - np.exp(-2.0 * np.pi**2 * f2 * 4.0))
+        out = np.fft.irfft2(spec, s=(n, n))
+        return out / out.std()
+
+    white = rng.standard_normal((n, n))
+    w2 = rng.standard_normal((n, n))
+    rods = np.exp(-(band(white, 3.0, 6.0) / 0.4) ** 2)  # struts where the band-passed field crosses zero
+    plates = np.exp(-(band(w2, 6.0, 3.0) / 0.35) ** 2)
+    grain = band(rng.standard_normal((n, n)), 0.8, 0.8)
+    t = rods + 0.55 * plates + 0.15 * grain
     return ((t - t.mean()) / t.std()).astype(np.float32)
 
 
@@ -250,13 +264,17 @@ def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: st
     photometric = "MONOCHROME1" if re.random() < 0.3 else "MONOCHROME2"
     rescale = [(1.0, 0.0), (1.0, 0.0), (0.5, 0.0), (2.0, -1024.0)][int(re.integers(0, 4))]
 
-    every = _tissue_scaled(parts + head.soft + head.shoulders, tissue)
+    rx = stream(seed, index, "extras")
+    extra_parts, extra_names = patient_extras(rx, spine, head, frame.name, dens)
+    film = film_extras(rx, img_w_mm, img_h_mm)
+    names = extra_names + (("text",) if film.text else ()) + (("ruler",) if film.ruler else ()) + (("marker",) if marker else ())
+    every = _tissue_scaled(parts + extra_parts + head.soft + head.shoulders, tissue)
     fine = [p for p in every if not p.coarse]
     coarse = [p for p in every if p.coarse]
     return Scene(variant=variant, size_px=(w, h), spacing_mm=spacing, fine=fine, coarse=coarse, placement=place,
                  landmarks_mm=place.points(lm_canon), exposure=exposure, photometric=photometric, rescale=rescale,
                  collimation_mm=insets, marker=marker, osteophytes_mm=spec.osteophyte_mm.copy(),
-                 texture=_texture(stream(seed, index, "texture")), style=style, framing=frame.name)
+                 texture=_texture(stream(seed, index, "texture")), style=style, framing=frame.name, film=film, extras=names)
 
 
 def shoulder_chord_mm(scene: Scene, pts_mm: np.ndarray) -> np.ndarray:

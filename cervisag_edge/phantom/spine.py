@@ -177,7 +177,7 @@ def vertebra_parts(v: Vertebra, k: int, spec: SpineSpec, dens: dict[str, float],
                               mut=e_c * 0.5, rim_mut=e_c * 0.4, rim_mm=0.4, z_mm=z * 0.6))
     # laminae (converging to the midline) and spinous process
     lx0, lx1 = xw - 12.0 * big, xw - 18.0 * big
-    parts.append(Part("bone", verts=local([(lx0, ys + 3.0), (lx1, ys + 5.5), (lx1 - 0.5, yi + 3.0), (lx0 + 0.5, yi - 0.5)]), mut=e_c * 1.5, rim_mut=e_c * 0.8, rim_mm=0.5))
+    parts.append(Part("bone", verts=local([(lx0, ys + 3.0), (lx1, ys + 5.5), (lx1 - 0.5, yi + 3.0), (lx0 + 0.5, yi - 0.5)]), mut=e_c * 2.3 + e_tr * 2.0, rim_mut=e_c * 1.2, rim_mm=0.6))
     ls, ga = float(spec.spinous_mm[k]), float(spec.spinous_angle_rad[k])
     dirv = np.array([-np.cos(ga), np.sin(ga)])
     nrm = np.array([dirv[1], -dirv[0]])
