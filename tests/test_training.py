@@ -71,3 +71,65 @@ def test_losses_reward_the_right_answer() -> None:
     assert heatmap_loss(t, t) == 0.0
     assert heatmap_loss(torch.zeros_like(t), t) > 0.0
     assert soft_argmax_loss(t * 10, kp) < soft_argmax_loss(torch.zeros_like(t), kp)
+
+
+def test_fov_crop_marks_cut_off_landmarks_not_visible_and_keeps_their_place() -> None:
+    from cervisag_edge.training.data import random_fov_crop
+
+    sample = PhantomSource(13, 1, 240)[0]
+    rng = np.random.default_rng(5)
+    kinds_seen_cut = 0
+    for _ in range(40):
+        c = random_fov_crop(sample, rng)
+        h, w = c.display.shape
+        inside = ((c.landmarks_px[:, 0] >= -0.5) & (c.landmarks_px[:, 0] <= w - 0.5)
+                  & (c.landmarks_px[:, 1] >= -0.5) & (c.landmarks_px[:, 1] <= h - 0.5))
+        assert np.all(c.visibility[~inside] == 0)  # outside the new frame: v = 0
+        assert np.array_equal(c.visibility[inside], sample.visibility[inside])  # inside: unchanged
+        # coordinates still tell where a cut-off landmark is: the same shift for every landmark
+        shift = sample.landmarks_px - c.landmarks_px
+        assert np.allclose(shift, shift[0])
+        kinds_seen_cut += int((~inside).any())
+    assert kinds_seen_cut >= 15  # most crops cut some landmark off
+
+
+def test_cut_off_landmarks_get_an_all_zero_target_and_no_coordinate_loss() -> None:
+    cfg = _cfg()
+    codec = cfg.codec()
+    sample = PhantomSource(13, 1, 200)[0]
+    aug = AugmentConfig(crop_p=1.0, photometric_p=0.0, rotation_deg=0.0, scale_range=(1.0, 1.0), translate_frac=0.0, flip_p=0.0)
+    n_cut = 0
+    for seed in range(12):
+        _, target, pts = make_example(sample, codec, cfg.mean, cfg.std, 0.0, np.random.default_rng(seed), aug)
+        gone = ~np.all(np.isfinite(pts), axis=1)
+        assert np.all(target[gone].max(axis=(1, 2)) == 0.0)
+        assert np.all(target[~gone].max(axis=(1, 2)) > 0.3)
+        n_cut += int(gone.any())
+    assert n_cut >= 4
+
+
+def test_init_weights_seed_a_fresh_run(tmp_path: Path) -> None:
+    from cervisag_edge.training.loop import load_init_weights
+    from cervisag_edge.training.model import LandmarkUNet
+
+    cfg = _cfg()
+    a = LandmarkUNet(widths=cfg.widths, out_stride=cfg.stride, head_width=cfg.head_width)
+    np.savez(tmp_path / "w.npz", **{k: v.detach().numpy() for k, v in a.state_dict().items()})
+    b = LandmarkUNet(widths=cfg.widths, out_stride=cfg.stride, head_width=cfg.head_width)
+    load_init_weights(b, tmp_path / "w.npz")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_fov_crop_never_fails_on_any_framing() -> None:
+    """Phantoms come in every framing (cephalograms, neck crops, films ending at C3): the crop
+    must cope with levels that lie outside the image."""
+    from cervisag_edge.training.data import random_fov_crop
+
+    rng = np.random.default_rng(11)
+    for i in range(24):
+        sample = PhantomSource(21, 24, 160)[i]
+        for _ in range(10):
+            c = random_fov_crop(sample, rng)
+            assert c.display.ndim == 2 and min(c.display.shape) >= 1
+            assert c.visibility.shape == (34,)

@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render-long-side", type=int, default=448)
     p.add_argument("--val-every-min", type=float, default=10.0)
     p.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    p.add_argument("--init", type=Path, help="start a fresh run from these weights (.torch.npz or checkpoint)")
     return p.parse_args(argv)
 
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                      "val_seed": args.val_seed, "n_val": args.val_count}
     val = [val_src[i] for i in range(len(val_src))]
     logging.info("config %s", cfg)
-    final = train(cfg, train_src, val, args.out, resume=args.resume)
+    final = train(cfg, train_src, val, args.out, resume=args.resume, init=args.init)
     logging.info("done: %s", final)
     return 0
 

@@ -124,16 +124,78 @@ class CocoSource:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotation_deg: float = 12.0
-    scale_range: tuple[float, float] = (0.8, 1.15)
-    translate_frac: float = 0.08
+    """Training-time augmentation. Geometry here; photometry from ``phantom.augment``.
+
+    ``crop_p`` of the samples are cut to a partial field of view first (:func:`random_fov_crop`):
+    a film that ends anywhere from C3 to T1, one that starts below the skull, a cephalogram-like
+    landscape frame, or a tight neck crop, so that no level is found by where it sits in the frame.
+    """
+
+    rotation_deg: float = 20.0
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    translate_frac: float = 0.12
     flip_p: float = 0.5
+    crop_p: float = 0.4
+    photometric_p: float = 0.85
     gamma_range: tuple[float, float] = (0.7, 1.45)
     contrast_range: tuple[float, float] = (0.75, 1.25)
     brightness: float = 0.08
     noise_max: float = 0.03
     blur_p: float = 0.3
     blur_sigma_max: float = 1.3
+
+
+#: Landmarks that mark a vertebral level's vertical position in a crop (C2..T1 corner groups).
+_LEVEL_ROWS = tuple(range(6, NUM_LANDMARKS, 4))
+
+
+def random_fov_crop(sample: Sample, rng: np.random.Generator) -> Sample:
+    """Cut ``sample`` to a partial field of view; landmarks outside the cut get visibility 0.
+
+    Shapes: ``display`` (H, W) → (h', w'); landmarks (K, 2) shifted by the crop origin (they keep
+    telling where a cut-off landmark is); visibility (K,) with 0 outside the new frame.
+    Kinds (equally likely): bottom edge between C3 and T1; top edge between the image top and C1
+    with the bottom kept; a cephalogram-like landscape frame (skull base and face, spine to C3–C5);
+    a tight neck crop (portrait or landscape). Falls back to the full image when the levels are
+    not labelled.
+    """
+    img, pts, vis = sample.display, sample.landmarks_px, sample.visibility
+    H, W = img.shape
+    with np.errstate(invalid="ignore"):
+        ys = np.array([np.nanmean(pts[k : k + 4, 1]) if np.isfinite(pts[k : k + 4, 1]).any() else np.nan for k in _LEVEL_ROWS])
+    if not np.all(np.isfinite(ys)) or not np.isfinite(pts[6:, 0]).any():
+        return sample
+    body = float(np.median(np.abs(np.diff(ys)))) or 0.05 * H
+    ys_arr = np.clip(ys, 0.0, float(H))  # C2..T1 centre rows; levels beyond the frame sit at its edge
+    x_lo, x_hi = (float(np.clip(v, 0.0, W)) for v in (np.nanmin(pts[6:, 0]), np.nanmax(pts[6:, 0])))
+
+    def _u(a: float, b: float) -> float:  # uniform between two bounds given in either order
+        return float(rng.uniform(min(a, b), max(a, b)))
+
+    kind = int(rng.integers(0, 4))
+    x0, x1, y0, y1 = 0.0, float(W), 0.0, float(H)
+    if kind == 0:  # the film ends somewhere between C3 and T1
+        y1 = _u(ys_arr[1] - 0.3 * body, ys_arr[6] + 0.5 * body)
+    elif kind == 1:  # the film starts below the skull: top edge between the image top and C1
+        c1 = float(np.nanmin(pts[[2, 3, 4], 1])) if np.isfinite(pts[[2, 3, 4], 1]).any() else ys_arr[0]
+        y0 = _u(0.0, float(np.clip(c1, 1.0, H)))
+    elif kind == 2:  # cephalogram-like: wide frame, spine visible to C3–C5
+        y1 = _u(ys_arr[1], ys_arr[3] + 0.5 * body)
+        y0 = max(0.0, y1 - _u(0.5, 0.8) * W)
+    else:  # tight neck crop, portrait or landscape, around the spine
+        span = max(x_hi - x_lo, 0.1 * W)
+        cx = 0.5 * (x_lo + x_hi) + _u(-0.5, 0.5) * span
+        half_w = _u(1.2, 3.0) * span
+        x0, x1 = cx - half_w, cx + half_w
+        y0, y1 = _u(0.0, ys_arr[0]), _u(ys_arr[2], H)
+    x0, x1 = int(np.clip(round(x0), 0, W - 2)), int(np.clip(round(x1), 0, W))
+    y0, y1 = int(np.clip(round(y0), 0, H - 2)), int(np.clip(round(y1), 0, H))
+    if x1 - x0 < 0.25 * W or y1 - y0 < 0.2 * H:
+        return sample
+    new_pts = pts - np.array([x0, y0], dtype=np.float64)
+    inside = (np.all(np.isfinite(new_pts), axis=1) & (new_pts[:, 0] >= -0.5) & (new_pts[:, 0] <= x1 - x0 - 0.5)
+              & (new_pts[:, 1] >= -0.5) & (new_pts[:, 1] <= y1 - y0 - 0.5))
+    return Sample(np.ascontiguousarray(img[y0:y1, x0:x1]), new_pts, np.where(inside, vis, 0), sample.spacing_mm, sample.key)
 
 
 def sample_affine(src_size: tuple[int, int], input_size: tuple[int, int], rng: np.random.Generator | None,
@@ -157,7 +219,17 @@ def sample_affine(src_size: tuple[int, int], input_size: tuple[int, int], rng: n
 
 
 def apply_intensity(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Gamma, contrast/brightness, blur and noise on a [0,1] image (valid pixels only)."""
+    """Photometric augmentation of a [0, 1] display image (H, W) → (H, W) float32.
+
+    With probability ``cfg.photometric_p`` the shared clinical-processing module
+    (:func:`cervisag_edge.phantom.augment.augment_display`: multiscale contrast, unsharp masking,
+    LUTs, inversion, noise, blur, resampling, dropout, exposure) is used; otherwise a mild
+    gamma/contrast/blur/noise jitter keeps some clean images in every batch.
+    """
+    if rng.random() < cfg.photometric_p:
+        from ..phantom.augment import augment_display
+
+        return np.clip(augment_display(np.asarray(img, dtype=np.float32), rng), 0.0, 1.0).astype(np.float32)
     out = np.clip(img, 0.0, 1.0) ** rng.uniform(*cfg.gamma_range)
     out = (out - 0.5) * rng.uniform(*cfg.contrast_range) + 0.5 + rng.uniform(-cfg.brightness, cfg.brightness)
     if rng.random() < cfg.blur_p:
@@ -171,6 +243,8 @@ def apply_intensity(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
 def make_example(sample: Sample, codec: UDPHeatmapCodec, mean: float, std: float, pad_value: float,
                  rng: np.random.Generator | None, cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input (1,H_in,W_in) float32 normalised, target heatmaps (K,h,w), keypoints in input px (K,2))."""
+    if rng is not None and rng.random() < cfg.crop_p:
+        sample = random_fov_crop(sample, rng)
     H, W = sample.display.shape
     input_size = codec.input_size
     M = sample_affine((W, H), input_size, rng, cfg)
@@ -190,4 +264,4 @@ def make_example(sample: Sample, codec: UDPHeatmapCodec, mean: float, std: float
     vis = np.where(inside, vis, 0)
     target = codec.encode(np.where(finite[:, None], pts, 0.0), vis)
     x = normalize(warped, mean, std)[None]
-    return x, target, np.where(inside[:, None], pts, np.nan)
+    return x, target, np.where((inside & (vis > 0))[:, None], pts, np.nan)

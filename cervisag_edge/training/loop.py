@@ -148,8 +148,28 @@ def evaluate(model: torch.nn.Module, samples: list[Sample], cfg: TrainConfig) ->
     }
 
 
-def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_dir: Path, resume: Path | None = None) -> Path:
-    """Train until the time budget (or ``max_steps``) is spent; returns the final checkpoint path."""
+def load_init_weights(model: torch.nn.Module, path: Path) -> None:
+    """Start from trained weights: a shipped ``.torch.npz`` (``allow_pickle=False``) or a checkpoint.
+
+    Fine-tuning from the previous model reuses what it learned about bone edges; the new data
+    then teaches level identity and framing. Shapes must match the configured network.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            state = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    model.load_state_dict(state)
+    logger.info("initial weights from %s", path)
+
+
+def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_dir: Path, resume: Path | None = None,
+          init: Path | None = None) -> Path:
+    """Train until the time budget (or ``max_steps``) is spent; returns the final checkpoint path.
+
+    ``init`` seeds the weights of a fresh run (ignored when resuming, which restores everything).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -163,6 +183,8 @@ def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_di
         step, elapsed_before = int(ck["step"]), float(ck["elapsed_s"])
         history = json.loads(ck["history"])
         logger.info("resumed from %s at step %d (%.1f min)", resume, step, elapsed_before / 60)
+    elif init is not None:
+        load_init_weights(model, init)
     ds = _TorchSet(train_source, cfg, train=True)
     budget_s = cfg.minutes * 60
     t0 = time.monotonic() - elapsed_before
