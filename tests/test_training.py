@@ -110,7 +110,7 @@ def test_cut_off_landmarks_get_an_all_zero_target_and_no_coordinate_loss() -> No
 
 def test_init_weights_seed_a_fresh_run(tmp_path: Path) -> None:
     from cervisag_edge.training.loop import load_init_weights
-    from cervisag_edge.training.model import LandmarkUNet
+    from cervisag_edge.backends.torch_net import LandmarkUNet
 
     cfg = _cfg()
     a = LandmarkUNet(widths=cfg.widths, out_stride=cfg.stride, head_width=cfg.head_width)
