@@ -28,7 +28,8 @@ logger = logging.getLogger("calibrate_visibility")
 
 
 def raw_confidences(manifest: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N·K,) confidences and the matching (N·K,) COCO visibility of every labelled image."""
+    """(N·K,) confidences (0 where the decoder put the landmark outside the image or left its level
+    out) and the matching (N·K,) COCO visibility of every labelled image."""
     from cervisag_edge import Measurer
     from cervisag_edge.verify.dataset import load_dataset
 
@@ -37,7 +38,9 @@ def raw_confidences(manifest: Path, data_dir: Path) -> tuple[np.ndarray, np.ndar
     with Measurer(str(manifest), confidence_threshold=0.0) as m:
         for item in ds.items:
             meas = m.measure(item.path, pixel_spacing_mm=item.pixel_spacing_mm)
-            confs.append([lm.confidence for lm in meas.landmarks])
+            # at threshold 0 a landmark is "visible" when the decoder found it inside the image: only
+            # those can be reported visible at any threshold, so the others count as confidence 0
+            confs.append([lm.confidence if lm.visible else 0.0 for lm in meas.landmarks])
             vis.append(item.visibility)
     return np.asarray(confs, dtype=np.float64).ravel(), np.asarray(vis, dtype=np.int64).ravel()
 

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--metrics", type=Path, help="JSON of held-out metrics to record in the manifest")
     ap.add_argument("--confidence-threshold", type=float, default=0.3)
+    ap.add_argument("--chain-prior", type=Path, help="level prior (tools/fit_chain_prior.py) in --out-dir: decode the vertebrae as one chain")
     ap.add_argument("--tolerance", type=float, default=1e-3, help="max heatmap |Δ| allowed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(weights_path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     codec = cfg.codec().to_manifest()
     codec["confidence_threshold"] = args.confidence_threshold
+    if args.chain_prior:
+        prior = args.out_dir / args.chain_prior.name
+        if not prior.is_file():
+            logger.error("%s: --chain-prior must name a file in the output folder %s", args.chain_prior, args.out_dir)
+            return 2
+        codec["levels"] = {"type": "chain", "prior": prior.name, "sha256": sha256_file(prior)}
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     n = cfg.input_size
     manifest = ModelManifest(
