@@ -40,7 +40,8 @@ MAX_FIT_ERROR_MM = 5.0
 def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
     """Run the model over the sets; arrays stacked over N images (shapes in the keys' comments)."""
     from cervisag_edge.io import read_image
-    from cervisag_edge.core.measurer import Measurer, coincident
+    from cervisag_edge.core.measurer import Measurer
+    from cervisag_edge.core.parameters import coincident
     from cervisag_edge.core.uncertainty import spread_mm2
     from cervisag_edge.tooling.verify.dataset import load_dataset
 
