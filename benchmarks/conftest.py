@@ -11,9 +11,9 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from cervisag_edge.bench import make_bench_inputs
-from cervisag_edge.engine_select import unavailable_reason
-from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
+from cervisag_edge.tooling.latency.bench import make_bench_inputs
+from cervisag_edge.engine.resolver import unavailable_reason
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
 
 #: Batch sizes of the end-to-end and inference benchmarks.
 BATCHES = (1, 8)
@@ -41,7 +41,7 @@ def loaded(dicom_path: Path):
 @pytest.fixture(scope="session")
 def measurer_for() -> Iterator[Callable[[str, str], object]]:
     """``measurer_for(backend, precision)`` → a cached Measurer, or a skip naming why it cannot run."""
-    from cervisag_edge.pipeline import Measurer
+    from cervisag_edge.core.measurer import Measurer
 
     cache: dict[tuple[str, str], object] = {}
 

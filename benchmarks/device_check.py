@@ -122,7 +122,7 @@ class EventTimer:
     def __init__(self, stream: Any) -> None:
         from cuda.bindings import runtime as rt
 
-        from cervisag_edge.cuda.memory import check
+        from cervisag_edge.engine.cuda.memory import check
 
         self.rt, self.check, self.stream = rt, check, stream
         self.start = check(rt.cudaEventCreate(), "cudaEventCreate")
@@ -136,7 +136,7 @@ class EventTimer:
         return float(self.check(self.rt.cudaEventElapsedTime(self.start, self.end), "cudaEventElapsedTime"))
 
     def per_launch_ms(self, issue: Callable[[], None], k: int, reps: int) -> float:
-        from cervisag_edge.cuda.memory import CudaGraph
+        from cervisag_edge.engine.cuda.memory import CudaGraph
 
         issue()  # warm-up outside the graph
         self.stream.synchronize()
@@ -198,9 +198,9 @@ def run_pytest(report: Report) -> None:
 
 def kernel_checks(report: Report, args: argparse.Namespace, peak: float | None) -> None:
     """Correctness of both kernels against the numpy twins, then their timings."""
-    from cervisag_edge.cuda import kernels, memory
-    from cervisag_edge.cuda.ops import GpuDecoder, GpuPreprocessor, decode_arguments
-    from cervisag_edge.cuda.reference import decode_reference, preprocess_reference
+    from cervisag_edge.engine.cuda import kernels, memory
+    from cervisag_edge.engine.cuda.ops import GpuDecoder, GpuPreprocessor, decode_arguments
+    from cervisag_edge.engine.cuda.reference import decode_reference, preprocess_reference
 
     t0 = time.perf_counter()
     stream = memory.Stream()
@@ -262,8 +262,8 @@ def kernel_checks(report: Report, args: argparse.Namespace, peak: float | None) 
     t_dma = timer.median_ms(pre.transfer, args.reps)
     report.row("pinned → device copy 2000x2500 u16 (DMA)", t_dma, raw.nbytes / (t_dma * 1e-3) / 1e9)
     if have("cv2"):
-        from cervisag_edge.imaging import invert_monochrome1, window_linear
-        from cervisag_edge.preprocess import prepare_input
+        from cervisag_edge.io.imaging import invert_monochrome1, window_linear
+        from cervisag_edge.engine.preprocess import prepare_input
 
         def cpu_pre() -> np.ndarray:
             return prepare_input(invert_monochrome1(window_linear(raw.astype(np.float32) - 1024.0, 1000.0, 2500.0)), out_hw,
@@ -297,8 +297,8 @@ def tensorrt_section(report: Report, args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     import build_engine as be  # noqa: PLC0415 - the tool itself, not a copy of it
 
-    from cervisag_edge.backends.tensorrt import TensorRTBackend
-    from cervisag_edge.manifest import load_manifest
+    from cervisag_edge.engine.backends.tensorrt import TensorRTBackend
+    from cervisag_edge.engine.manifest import load_manifest
 
     report.tensorrt["version"] = __import__("tensorrt").__version__
     rng = np.random.default_rng(5)
@@ -372,13 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     if not have("cuda.bindings"):
         report.check("cuda-python", False, "cuda.bindings is not importable; pip install 'cervisag-edge[gpu]'")
         return finish(2)
-    from cervisag_edge.engine_select import gpu_available
+    from cervisag_edge.engine.resolver import gpu_available
     from cervisag_edge.errors import CervisagError
 
     if not gpu_available():
         report.check("GPU", False, "no CUDA GPU visible to cuda.bindings (cudaGetDeviceCount)")
         return finish(2)
-    from cervisag_edge.cuda import memory, nvrtc
+    from cervisag_edge.engine.cuda import memory, nvrtc
 
     try:
         nv = nvrtc.nvrtc_version()

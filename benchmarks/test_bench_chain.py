@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.chain import decode_chain, load_chain_prior
-from cervisag_edge.landmarks import VERTEBRAE
+from cervisag_edge.core.chain import decode_chain, load_chain_prior
+from cervisag_edge.core.landmarks import VERTEBRAE
 
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark not installed")
 

@@ -1,11 +1,11 @@
-"""CPU vs CUDA kernels (cervisag_edge.cuda) for preprocessing and heatmap decoding; skipped with
+"""CPU vs CUDA kernels (cervisag_edge.engine.cuda) for preprocessing and heatmap decoding; skipped with
 the reason where no CUDA GPU is present."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cervisag_edge.engine_select import gpu_available
+from cervisag_edge.engine.resolver import gpu_available
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no CUDA GPU (cuda-python found no device)")
 
@@ -24,7 +24,7 @@ def test_preprocess_cpu_from_raw(benchmark, raw_u16, ort) -> None:
     arr, wc, ww = raw_u16
 
     def cpu():
-        from cervisag_edge import imaging
+        from cervisag_edge.io import imaging
 
         return ort.preprocess(imaging.window_linear(arr, wc, ww))[0]
 
@@ -37,8 +37,8 @@ def test_preprocess_cpu_from_raw(benchmark, raw_u16, ort) -> None:
 @pytest.mark.benchmark(group="cuda-preprocess")
 def test_preprocess_cuda_from_raw(benchmark, raw_u16, ort) -> None:
     """Upload (pinned, async) + fused kernel + download of the (H_in, W_in) input."""
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuPreprocessor
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuPreprocessor
 
     arr, wc, ww = raw_u16
     h, w = ort.manifest.input_hw
@@ -80,8 +80,8 @@ def test_decode_cpu(benchmark, heatmaps, ort) -> None:
 @pytest.mark.benchmark(group="cuda-decode")
 def test_decode_cuda(benchmark, heatmaps, ort) -> None:
     """Heatmaps already on the device (as after TensorRT inference): kernel + (K, 3) download."""
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuDecoder
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuDecoder
 
     k, h, w = heatmaps.shape
     stream = memory.Stream()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cervisag_edge.phantom import render_phantom
-from cervisag_edge.phantom.augment import augment_display
+from cervisag_edge.tooling.phantom import render_phantom
+from cervisag_edge.tooling.phantom.augment import augment_display
 
 
 def test_bench_phantom_640(benchmark) -> None:

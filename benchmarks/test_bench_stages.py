@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge import imaging
-from cervisag_edge.bench import letterbox_numpy
+from cervisag_edge.io import imaging
+from cervisag_edge.tooling.latency.bench import letterbox_numpy
 from cervisag_edge.io import read_image
 from cervisag_edge.io.image import finalize_display
-from cervisag_edge.parameters import compute_parameters
-from cervisag_edge.preprocess import letterbox, normalize
+from cervisag_edge.core.parameters import compute_parameters
+from cervisag_edge.engine.preprocess import letterbox, normalize
 
 
 # -- read and decode ---------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import NUM_LANDMARKS, vertebra_corner_indices
-from cervisag_edge.parameters import compute_parameters
-from cervisag_edge.propagation import propagate_linear, propagate_mc
-from cervisag_edge.uncertainty import UncertaintyCalibration, uncertain_parameters
+from cervisag_edge.core.landmarks import NUM_LANDMARKS, vertebra_corner_indices
+from cervisag_edge.core.parameters import compute_parameters
+from cervisag_edge.core.propagation import propagate_linear, propagate_mc
+from cervisag_edge.core.uncertainty import UncertaintyCalibration, uncertain_parameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from uncertainty_spine import spine_mm  # noqa: E402

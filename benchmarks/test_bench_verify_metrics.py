@@ -7,7 +7,7 @@ import pytest
 import sys
 from pathlib import Path
 
-from cervisag_edge.verify.evaluate import ImageRecord, compute_metrics
+from cervisag_edge.tooling.verify.evaluate import ImageRecord, compute_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_verify_support import SIX, synthetic_spine_px  # noqa: E402

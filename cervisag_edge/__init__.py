@@ -1,7 +1,7 @@
 """cervisag-edge: cervical sagittal alignment on lateral cervical spine radiographs.
 
-A heatmap CNN finds the 34 landmarks of :mod:`cervisag_edge.landmarks`; the pure
-geometry of :mod:`cervisag_edge.parameters` turns them into Borden's depth, the
+A heatmap CNN finds the 34 landmarks of :mod:`cervisag_edge.core.landmarks`; the pure
+geometry of :mod:`cervisag_edge.core.parameters` turns them into Borden's depth, the
 cervical curvature index, the centroid lordosis angle and three Cobb angles.
 
 ``import cervisag_edge`` needs only the runtime dependencies (numpy, OpenCV,
@@ -16,17 +16,17 @@ from .version import __version__
 __all__ = ["__version__", "Measurer", "Measurement", "compute_parameters", "SagittalParameters", "LANDMARK_NAMES"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .landmarks import LANDMARK_NAMES
-    from .measurement import Measurement
-    from .parameters import SagittalParameters, compute_parameters
-    from .pipeline import Measurer
+    from .core.landmarks import LANDMARK_NAMES
+    from .core.measurement import Measurement
+    from .core.parameters import SagittalParameters, compute_parameters
+    from .core.measurer import Measurer
 
 _LAZY = {
-    "Measurer": ".pipeline",
-    "Measurement": ".measurement",
-    "compute_parameters": ".parameters",
-    "SagittalParameters": ".parameters",
-    "LANDMARK_NAMES": ".landmarks",
+    "Measurer": ".core.measurer",
+    "Measurement": ".core.measurement",
+    "compute_parameters": ".core.parameters",
+    "SagittalParameters": ".core.parameters",
+    "LANDMARK_NAMES": ".core.landmarks",
 }
 
 

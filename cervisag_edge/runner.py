@@ -1,7 +1,7 @@
 """The study runner: many studies, one way — serially, in a process pool with per-study timeouts,
 or on Ray. ``cervisag measure``, ``cervisag verify`` and ``Measurer.measure_many`` all use it.
 
-A run takes a picklable :class:`~cervisag_edge.pipeline.MeasurerSpec`; each worker process (or
+A run takes a picklable :class:`~cervisag_edge.core.measurer.MeasurerSpec`; each worker process (or
 Ray actor) builds one Measurer from it, once, before any study's clock starts (a load error stops
 the run, raised in the caller). Each study becomes one :class:`StudyResult`, in input order; any
 error becomes its one-line ``error`` (:func:`error_text`), whatever the mode: one bad study never
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import CervisagError, InputError
-from .pipeline import MeasurerSpec
+from .core.measurer import MeasurerSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .measurement import Measurement
+    from .core.measurement import Measurement
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ CI_COUNT = 12
 
 @pytest.fixture(scope="module")
 def ci_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cervisag_edge.phantom import generate_dataset
+    from cervisag_edge.tooling.phantom import generate_dataset
 
     out = tmp_path_factory.mktemp("ci_phantoms")
     generate_dataset(out, CI_COUNT, CI_SEED, progress=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.backends import backend_entry, backend_names, get_backend_class
-from cervisag_edge.engine_select import manifest_path_for
+from cervisag_edge.engine.backends import backend_entry, backend_names, get_backend_class
+from cervisag_edge.engine.resolver import manifest_path_for
 from cervisag_edge.errors import BackendStateError, BackendUnavailableError, ModelError
-from cervisag_edge.manifest import load_manifest
+from cervisag_edge.engine.manifest import load_manifest
 
 
 @pytest.fixture(scope="module")

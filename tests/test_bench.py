@@ -1,4 +1,4 @@
-"""cervisag_edge.bench and ``cervisag bench``: percentiles, the numpy letterbox twin, machine facts,
+"""cervisag_edge.tooling.latency.bench and ``cervisag bench``: percentiles, the numpy letterbox twin, machine facts,
 table rendering, the JSON schema of a tiny real run."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cervisag_edge import bench
+from cervisag_edge.tooling.latency import bench
 from cervisag_edge.cli.main import main
 from cervisag_edge.io import ReadLimits
-from cervisag_edge.preprocess import letterbox
+from cervisag_edge.engine.preprocess import letterbox
 
 
 # -- percentiles ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cervisag_edge import Measurer
-from cervisag_edge.bench_read import peer_pipeline, render_read_table
+from cervisag_edge.tooling.latency.read_path import peer_pipeline, render_read_table
 from cervisag_edge.cli.main import main as cli_main
 
 from corpus import dicom_bytes, spine_like, valid_dataset

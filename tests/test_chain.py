@@ -1,4 +1,4 @@
-"""Chain decoding of the vertebral levels (``cervisag_edge.chain``).
+"""Chain decoding of the vertebral levels (``cervisag_edge.core.chain``).
 
 Synthetic heatmaps are the codec's own targets (``UDPHeatmapCodec.encode``) of phantom landmarks,
 so the truth is known exactly; the last test runs the shipped model on phantoms.
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from cervisag_edge.chain import (
+from cervisag_edge.core.chain import (
     FIRST_CORNER,
     ChainPrior,
     body_frames,
@@ -19,9 +19,9 @@ from cervisag_edge.chain import (
     local_peaks,
     pair_features,
 )
-from cervisag_edge.codec import UDPHeatmapCodec
-from cervisag_edge.landmarks import CORNERS, NUM_LANDMARKS, VERTEBRAE, landmark_index
-from cervisag_edge.preprocess import letterbox_geometry
+from cervisag_edge.engine.codec import UDPHeatmapCodec
+from cervisag_edge.core.landmarks import CORNERS, NUM_LANDMARKS, VERTEBRAE, landmark_index
+from cervisag_edge.engine.preprocess import letterbox_geometry
 
 V, C = len(VERTEBRAE), len(CORNERS)
 CODEC = UDPHeatmapCodec(input_size=(384, 384), heatmap_size=(96, 96), sigma=2.0, blur_sigma=1.0)
@@ -43,7 +43,7 @@ def _clear_of_edges(ph, margin_hm_px: float = 3.0) -> bool:
 
 @pytest.fixture(scope="module")
 def phantoms():
-    from cervisag_edge.phantom import render_phantom
+    from cervisag_edge.tooling.phantom import render_phantom
 
     out = []
     for i in range(200):  # phantoms with every landmark in frame (v >= 1); most phantoms cut some off
@@ -298,7 +298,7 @@ def _model_with_levels(tmp_path, levels):
     import json
     import shutil
 
-    from cervisag_edge.manifest import engines_dir
+    from cervisag_edge.engine.manifest import engines_dir
 
     src = engines_dir()
     shutil.copy(src / "cervisag_unet.onnx", tmp_path / "cervisag_unet.onnx")
@@ -311,14 +311,14 @@ def _model_with_levels(tmp_path, levels):
 
 def test_manifest_selects_the_chain_decoder(tmp_path) -> None:
     from cervisag_edge import Measurer
-    from cervisag_edge.manifest import engines_dir, sha256_file
+    from cervisag_edge.engine.manifest import engines_dir, sha256_file
 
     sha = sha256_file(engines_dir() / "chain_prior.json")
     path = _model_with_levels(tmp_path, {"type": "chain", "prior": "chain_prior.json", "sha256": sha})
     with Measurer(str(path), threads=1) as m:
         assert m.chain_prior is not None
         hm = np.zeros((NUM_LANDMARKS, 96, 96), np.float32)  # no evidence at all: no level is visible
-        from cervisag_edge.preprocess import letterbox_geometry
+        from cervisag_edge.engine.preprocess import letterbox_geometry
 
         _, tf = letterbox_geometry((400, 500), CODEC.input_size)
         _, _, visible = m.decode(hm, tf)

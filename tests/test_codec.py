@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.codec import UDPHeatmapCodec, decode_dark
+from cervisag_edge.engine.codec import UDPHeatmapCodec, decode_dark
 
 
 @pytest.fixture

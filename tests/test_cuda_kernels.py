@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.cuda import kernels
-from cervisag_edge.cuda.reference import area_weights, decode_reference, display_from_raw, preprocess_reference
-from cervisag_edge.engine_select import gpu_available
-from cervisag_edge.imaging import invert_monochrome1, window_linear
-from cervisag_edge.preprocess import letterbox, normalize
+from cervisag_edge.engine.cuda import kernels
+from cervisag_edge.engine.cuda.reference import area_weights, decode_reference, display_from_raw, preprocess_reference
+from cervisag_edge.engine.resolver import gpu_available
+from cervisag_edge.io.imaging import invert_monochrome1, window_linear
+from cervisag_edge.engine.preprocess import letterbox, normalize
 
 
 def _nvrtc_usable() -> bool:
     try:
-        from cervisag_edge.cuda import nvrtc
+        from cervisag_edge.engine.cuda import nvrtc
 
         nvrtc.nvrtc_version()
         return True
@@ -68,7 +68,7 @@ def test_cache_key_depends_on_source_arch_and_options() -> None:
 
 @needs_nvrtc
 def test_kernels_compile_with_nvrtc_and_are_cached(tmp_path: Path) -> None:
-    from cervisag_edge.cuda import nvrtc
+    from cervisag_edge.engine.cuda import nvrtc
 
     nvrtc.clear_cache()
     for src, name in ((kernels.preprocess_source(), "preprocess.cu"), (kernels.decode_source(1.0), "decode.cu")):
@@ -89,7 +89,7 @@ def test_every_kernel_compiles_within_its_launch_bounds_without_spills(arch: str
     """ptxas (through NVRTC, no GPU) on every kernel: registers × the largest block fit the 64 K register
     file of sm_80/sm_90 and nothing spills, for each blur the codec may bake in (a wide blur's DARK
     patch is a local array, a stack frame by design, not a spill)."""
-    from cervisag_edge.cuda import nvrtc
+    from cervisag_edge.engine.cuda import nvrtc
 
     seen = set()
     for blur in (0.0, 1.0, 2.0):
@@ -106,7 +106,7 @@ def test_every_kernel_compiles_within_its_launch_bounds_without_spills(arch: str
 
 
 def test_parse_ptxas_log() -> None:
-    from cervisag_edge.cuda.nvrtc import parse_ptxas_log
+    from cervisag_edge.engine.cuda.nvrtc import parse_ptxas_log
 
     log = ("ptxas info : Compiling entry function 'k1' for 'sm_90' ptxas info : Function properties for k1 ptxas . 8 bytes stack frame, "
            "4 bytes spill stores, 12 bytes spill loads ptxas info : Used 40 registers, used 1 barriers "
@@ -134,7 +134,7 @@ _CTYPE = {"ptr": np.uint64, "int": np.int32, "float": np.float32, "double": np.f
 
 def test_argument_packing_matches_the_kernel_signatures() -> None:
     """Each launch argument is a 0-d array of exactly the C type of the parameter in that position."""
-    from cervisag_edge.cuda.ops import decode_arguments, pack_args, preprocess_arguments
+    from cervisag_edge.engine.cuda.ops import decode_arguments, pack_args, preprocess_arguments
 
     pre = preprocess_arguments(0x1000, (2500, 2000), 0x2000, (512, 512), slope=1.0, intercept=-1024.0, wc=1000.0, ww=2500.0,
                                invert=True, mean=0.45, std=0.22, pad_value=0.0)
@@ -155,15 +155,15 @@ def test_argument_packing_matches_the_kernel_signatures() -> None:
 
 @needs_nvrtc
 def test_nvrtc_error_carries_the_compile_log() -> None:
-    from cervisag_edge.cuda import nvrtc
-    from cervisag_edge.cuda.memory import CudaError
+    from cervisag_edge.engine.cuda import nvrtc
+    from cervisag_edge.engine.cuda.memory import CudaError
 
     with pytest.raises(CudaError, match="undefined_thing"):
         nvrtc.compile_cubin('extern "C" __global__ void k() { undefined_thing(); }', "sm_90", "bad.cu")
 
 
 def test_arch_for() -> None:
-    from cervisag_edge.cuda.nvrtc import arch_for
+    from cervisag_edge.engine.cuda.nvrtc import arch_for
 
     assert arch_for("9.0") == "sm_90" and arch_for("8.6") == "sm_86" and arch_for("10.0") == "sm_100"
     with pytest.raises(ValueError):
@@ -172,12 +172,12 @@ def test_arch_for() -> None:
 
 def test_twins_hold_no_math_of_their_own() -> None:
     """One definition: the CUDA side's taps, letterbox and resize weights are the CPU modules' own."""
-    from cervisag_edge import codec, preprocess
-    from cervisag_edge.cuda import reference
+    from cervisag_edge.engine import codec, preprocess
+    from cervisag_edge.engine.cuda import reference
 
     assert kernels.gaussian_taps is codec.gaussian_taps and kernels.DARK_EPS is codec.DARK_EPS
     assert reference.area_weights is preprocess.area_weights and reference.linear_weights is preprocess.linear_weights
-    from cervisag_edge import bench
+    from cervisag_edge.tooling.latency import bench
 
     assert bench.resize_numpy is preprocess.resize_numpy
     img = np.random.default_rng(3).random((37, 23))
@@ -226,7 +226,7 @@ def test_display_from_raw_matches_imaging() -> None:
 
 def test_kernel_window_arithmetic_is_within_one_ulp_of_imaging() -> None:
     """The kernel multiplies by the float32 reciprocal of (w - 1) where imaging divides: emulate it in float32."""
-    from cervisag_edge.cuda.reference import kernel_scalars
+    from cervisag_edge.engine.cuda.reference import kernel_scalars
 
     raw = np.arange(0, 65535, 13, dtype=np.uint16)
     for wc, ww in ((8000.0, 3000.0), (2048.0, 4096.0), (100.0, 1.0), (30000.0, 60001.0)):
@@ -253,8 +253,8 @@ def test_decode_reference_finds_a_gaussian_peak_in_input_px() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape,invert", [((2500, 2000), True), ((97, 131), False), ((30, 20), True)])
 def test_gpu_preprocess_matches_reference(shape: tuple[int, int], invert: bool) -> None:  # pragma: no cover - GPU only
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuPreprocessor
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuPreprocessor
 
     rng = np.random.default_rng(1)
     raw = rng.integers(0, 4096, size=shape, dtype=np.uint16)
@@ -274,8 +274,8 @@ def test_gpu_preprocess_matches_reference(shape: tuple[int, int], invert: bool) 
 @needs_gpu
 @pytest.mark.gpu
 def test_gpu_decode_matches_codec() -> None:  # pragma: no cover - GPU only
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuDecoder
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuDecoder
 
     rng = np.random.default_rng(2)
     hm = rng.random((2, 34, 256, 256), dtype=np.float32) * 0.1
@@ -297,7 +297,7 @@ def test_gpu_decode_matches_codec() -> None:  # pragma: no cover - GPU only
 
 @pytest.mark.parametrize("src,out", [((2500, 2000), (512, 512)), ((97, 131), (40, 48)), ((30, 20), (64, 64)), ((1, 999), (512, 512))])
 def test_letterbox_size_matches_preprocess(src: tuple[int, int], out: tuple[int, int]) -> None:
-    from cervisag_edge.preprocess import letterbox_geometry
+    from cervisag_edge.engine.preprocess import letterbox_geometry
 
     (w_new, h_new), tf = letterbox_geometry((src[1], src[0]), (out[1], out[0]))
     assert kernels.letterbox_size(src, out) == (h_new, w_new, int(tf.pad_y), int(tf.pad_x))
@@ -307,8 +307,8 @@ def test_letterbox_size_matches_preprocess(src: tuple[int, int], out: tuple[int,
 @pytest.mark.gpu
 def test_gpu_back_to_back_uploads_keep_the_second_image() -> None:  # pragma: no cover - GPU only
     """Two uploads with no host sync between them: the second waits for the first copy out of the pinned buffer."""
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuPreprocessor
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuPreprocessor
 
     rng = np.random.default_rng(4)
     a, b = (rng.integers(0, 4096, size=(2500, 2000), dtype=np.uint16) for _ in range(2))
@@ -334,8 +334,8 @@ def test_gpu_decoder_launches_from_another_thread() -> None:  # pragma: no cover
     """KernelModule pushes its own context, so a thread that never touched CUDA can launch."""
     import threading
 
-    from cervisag_edge.cuda import memory
-    from cervisag_edge.cuda.ops import GpuDecoder
+    from cervisag_edge.engine.cuda import memory
+    from cervisag_edge.engine.cuda.ops import GpuDecoder
 
     hm = np.zeros((1, 2, 64, 64), np.float32)
     hm[0, 0, 10, 20] = hm[0, 1, 40, 5] = 1.0

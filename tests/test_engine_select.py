@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from cervisag_edge import engine_select as es
+from cervisag_edge.engine import resolver as es
 from cervisag_edge.errors import BackendUnavailableError
-from cervisag_edge.manifest import engines_dir
+from cervisag_edge.engine.manifest import engines_dir
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_gpu_available_returns_bool_and_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys; from cervisag_edge.engine_select import gpu_available as g; r = g(); print(type(r).__name__, 'torch' in sys.modules)"
+    code = "import sys; from cervisag_edge.engine.resolver import gpu_available as g; r = g(); print(type(r).__name__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["bool", "False"]
 
@@ -133,7 +133,7 @@ def test_unavailable_reasons_name_each_missing_piece(monkeypatch: pytest.MonkeyP
 
 
 def test_tensorrt_availability_is_the_tensorrt_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cervisag_edge.backends import tensorrt as trt_backend
+    from cervisag_edge.engine.backends import tensorrt as trt_backend
 
     monkeypatch.setattr(trt_backend, "tensorrt_module_name", lambda: "tensorrt_lean")
     assert es.tensorrt_module_name() == "tensorrt_lean" and es.backend_installed("tensorrt")

@@ -25,7 +25,7 @@ from pydicom.uid import (
 from cervisag_edge import Measurer
 from cervisag_edge.errors import InputError
 from cervisag_edge.io import LoadedImage, ReadLimits, read_image
-from cervisag_edge.landmarks import NUM_LANDMARKS
+from cervisag_edge.core.landmarks import NUM_LANDMARKS
 
 from corpus import dicom_bytes, spine_like, valid_dataset
 

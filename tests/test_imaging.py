@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cervisag_edge import imaging
+from cervisag_edge.io import imaging
 
 
 def test_window_linear_golden() -> None:

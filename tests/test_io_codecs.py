@@ -49,7 +49,7 @@ def _encode(src: Path, kind: str, out_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def phantom_12bit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom DX with its stored values reduced to 12 bits (JPEG Extended holds at most 12)."""
-    from cervisag_edge.phantom import render_phantom, write_dicom
+    from cervisag_edge.tooling.phantom import render_phantom, write_dicom
 
     folder = tmp_path_factory.mktemp("codecs")
     path = write_dicom(render_phantom(11, 0, out_long_side=640), folder / "phantom_dx.dcm")

@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cervisag_edge import imaging
+from cervisag_edge.io import imaging
 from cervisag_edge.io import read_image
 from cervisag_edge.io.image import area_resize
 from cervisag_edge.io.pixels import _LUT_MAX_ENTRIES, grey_pixels

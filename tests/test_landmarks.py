@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import (
+from cervisag_edge.core.landmarks import (
     LANDMARK_NAMES, NUM_LANDMARKS, VERTEBRAE, landmark_index, line_intersection, vertebra_centroid,
     vertebra_corner_indices, vertebra_corners,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cervisag_edge.errors import ModelError
-from cervisag_edge.manifest import engines_dir, load_manifest, sha256_file
+from cervisag_edge.engine.manifest import engines_dir, load_manifest, sha256_file
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ def _errors(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory):
-    from cervisag_edge.phantom import render_phantom, write_dicom
-    from cervisag_edge.phantom.dicomio import COMPRESSED_SYNTAXES
+    from cervisag_edge.tooling.phantom import render_phantom, write_dicom
+    from cervisag_edge.tooling.phantom.dicomio import COMPRESSED_SYNTAXES
 
     out = tmp_path_factory.mktemp("dx")
     files = []
@@ -49,7 +49,7 @@ def test_sr_gsps_sc_measured_on_a_phantom_pass_dciodvfy(tmp_path):
     from cervisag_edge import Measurer
     from cervisag_edge.node.spool import Spool
     from cervisag_edge.node.worker import measure_instance, read_instance, write_results
-    from cervisag_edge.phantom import render_phantom, write_dicom
+    from cervisag_edge.tooling.phantom import render_phantom, write_dicom
 
     dcmtk("dciodvfy")
     src = write_dicom(render_phantom(0, 2, size=(640, 800)), tmp_path / "src.dcm")

@@ -73,7 +73,7 @@ def port_open(port: int) -> bool:
 
 def write_phantoms(out: Path, count: int, seed: int = 5) -> list[Path]:
     """``count`` small uncompressed phantom DX files (storescu sends them as they are)."""
-    from cervisag_edge.phantom import render_phantom, write_dicom
+    from cervisag_edge.tooling.phantom import render_phantom, write_dicom
 
     out.mkdir(parents=True, exist_ok=True)
     return [write_dicom(render_phantom(seed, i, size=PHANTOM_SIZE), out / f"ph_{i:03d}.dcm") for i in range(count)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cervisag_edge.errors import InputError
-from cervisag_edge.landmarks import LANDMARK_NAMES
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
 from cervisag_edge.outputs.overlay import (
     MAX_LONG_SIDE_PX,
     overlay_layout,

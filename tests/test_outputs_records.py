@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import LANDMARK_NAMES
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
 from cervisag_edge.outputs.records import (
     RECORD_SCHEMA,
     json_safe,

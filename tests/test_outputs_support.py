@@ -10,9 +10,9 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from cervisag_edge.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, VERTEBRAE, landmark_index
-from cervisag_edge.measurement import Landmark, Measurement
-from cervisag_edge.parameters import compute_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, VERTEBRAE, landmark_index
+from cervisag_edge.core.measurement import Landmark, Measurement
+from cervisag_edge.core.parameters import compute_parameters
 
 SPACING_MM = 0.15
 IMAGE_W_PX, IMAGE_H_PX = 1400, 1800

@@ -1,4 +1,4 @@
-"""Hand-computed cases for cervisag_edge.parameters.
+"""Hand-computed cases for cervisag_edge.core.parameters.
 
 Synthetic spines are built along a posterior-wall path of piecewise-constant curvature κ
 (rad/mm, s in mm growing caudally). The endplates are normal to the path, so the tilt of
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from cervisag_edge.errors import InputError
-from cervisag_edge.geometry import wrap_deg
-from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
-from cervisag_edge.parameters import (
+from cervisag_edge.core.geometry import wrap_deg
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
+from cervisag_edge.core.parameters import (
     EXTRA_NAMES,
     PARAMETER_NAMES,
     PARAMETER_UNITS,

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
-from cervisag_edge.parameters import PARAMETER_NAMES, SEGMENTS, compute_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, VERTEBRAE, landmark_index
+from cervisag_edge.core.parameters import PARAMETER_NAMES, SEGMENTS, compute_parameters
 
 ANGLES = [n for n in PARAMETER_NAMES if n.endswith("_deg")] + ["cci_percent"]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.imaging import window_linear
-from cervisag_edge.landmarks import NUM_LANDMARKS
-from cervisag_edge.phantom import VARIANTS, render_phantom
-from cervisag_edge.phantom.physics import Exposure, form_image
-from cervisag_edge.phantom.primitives import Grid
-from cervisag_edge.phantom.scene import build_scene, pick_variant
+from cervisag_edge.io.imaging import window_linear
+from cervisag_edge.core.landmarks import NUM_LANDMARKS
+from cervisag_edge.tooling.phantom import VARIANTS, render_phantom
+from cervisag_edge.tooling.phantom.physics import Exposure, form_image
+from cervisag_edge.tooling.phantom.primitives import Grid
+from cervisag_edge.tooling.phantom.scene import build_scene, pick_variant
 
 
 def test_same_seed_and_index_give_identical_phantoms() -> None:
@@ -108,7 +108,7 @@ def test_variants_cover_the_set_and_reject_unknown() -> None:
 
 
 def test_curvature_variants_produce_their_cobb_range() -> None:
-    from cervisag_edge.parameters import compute_parameters
+    from cervisag_edge.core.parameters import compute_parameters
 
     def cobb(variant: str, i: int) -> float:
         sc = build_scene(12, i, (1500, 1500), variant)
@@ -161,7 +161,7 @@ def test_scatter_lowers_contrast_behind_thick_tissue() -> None:
 
 
 def test_polygon_signed_distance_matches_a_square_by_hand() -> None:
-    from cervisag_edge.phantom.primitives import points_sdf, polygon_sdf
+    from cervisag_edge.tooling.phantom.primitives import points_sdf, polygon_sdf
 
     square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
     px = np.array([5.0, 1.0, -3.0, 13.0, 14.0], dtype=np.float32)
@@ -175,7 +175,7 @@ def test_polygon_signed_distance_matches_a_square_by_hand() -> None:
 
 
 def test_bone_step_edge_has_half_coverage_on_the_outline() -> None:
-    from cervisag_edge.phantom.primitives import Bone, render_all
+    from cervisag_edge.tooling.phantom.primitives import Bone, render_all
 
     # a 20 mm square slab whose left side x = 5.05 mm falls inside pixel 50 (spacing 0.1 mm)
     sq = np.array([[5.05, 2.0], [25.05, 2.0], [25.05, 22.0], [5.05, 22.0]])

@@ -1,12 +1,12 @@
-"""Generated anatomy against the morphometry table (cervisag_edge.phantom.anatomy)."""
+"""Generated anatomy against the morphometry table (cervisag_edge.tooling.phantom.anatomy)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import landmark_index
-from cervisag_edge.phantom.anatomy import MORPHOMETRY, dim, markdown_table
-from cervisag_edge.phantom.scene import _spine_spec, build_scene
+from cervisag_edge.core.landmarks import landmark_index
+from cervisag_edge.tooling.phantom.anatomy import MORPHOMETRY, dim, markdown_table
+from cervisag_edge.tooling.phantom.scene import _spine_spec, build_scene
 
 N = 80
 

@@ -1,4 +1,4 @@
-"""cervisag_edge.phantom.augment: contract of the photometric augmentation."""
+"""cervisag_edge.tooling.phantom.augment: contract of the photometric augmentation."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cervisag_edge.phantom.augment import HELDOUT, OPS, TRAIN, augment_display, heldout_display, process_display
+from cervisag_edge.tooling.phantom.augment import HELDOUT, OPS, TRAIN, augment_display, heldout_display, process_display
 
 
 def _img(seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cervisag_edge.phantom import render_phantom
-from cervisag_edge.phantom.gallery import thumbnail, write_gallery
+from cervisag_edge.tooling.phantom import render_phantom
+from cervisag_edge.tooling.phantom.gallery import thumbnail, write_gallery
 
 
 def test_bench_render_reduced_640(benchmark) -> None:
@@ -40,7 +40,7 @@ def test_real_reference_is_windowed_by_the_project_reader(tmp_path: Path) -> Non
     from realdata import pydicom_data_dir
 
     from cervisag_edge.io import read_image
-    from cervisag_edge.phantom.gallery import write_real_reference
+    from cervisag_edge.tooling.phantom.gallery import write_real_reference
 
     folder = pydicom_data_dir()
     if folder is None:

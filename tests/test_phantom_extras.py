@@ -1,12 +1,12 @@
-"""What films carry besides anatomy (cervisag_edge.phantom.extras)."""
+"""What films carry besides anatomy (cervisag_edge.tooling.phantom.extras)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cervisag_edge.phantom import extras as ex
-from cervisag_edge.phantom import render_phantom
-from cervisag_edge.phantom.scene import build_scene
+from cervisag_edge.tooling.phantom import extras as ex
+from cervisag_edge.tooling.phantom import render_phantom
+from cervisag_edge.tooling.phantom.scene import build_scene
 
 ALL = ("dental", "necklace", "ecg", "collar", "plate", "ear-rods", "text", "ruler")
 
@@ -47,7 +47,7 @@ def test_burned_in_text_is_brightest(monkeypatch) -> None:
 
 
 def test_film_mut_ruler_has_ticks() -> None:
-    from cervisag_edge.phantom.primitives import Grid
+    from cervisag_edge.tooling.phantom.primitives import Grid
 
     fe = ex.FilmExtras(ruler=(50.0, 10.0, 100.0, True))
     m = ex.film_mut(fe, Grid((600, 400), (0.25, 0.25)))

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import landmark_index
-from cervisag_edge.phantom import render_phantom
-from cervisag_edge.phantom.dataset import generate_dataset
-from cervisag_edge.phantom.framing import FRAMINGS
-from cervisag_edge.phantom.scene import build_scene
+from cervisag_edge.core.landmarks import landmark_index
+from cervisag_edge.tooling.phantom import render_phantom
+from cervisag_edge.tooling.phantom.dataset import generate_dataset
+from cervisag_edge.tooling.phantom.framing import FRAMINGS
+from cervisag_edge.tooling.phantom.scene import build_scene
 
 C5 = [landmark_index(f"C5_{c}") for c in ("AS", "PS", "PI", "AI")]
 
@@ -53,7 +53,7 @@ def test_coco_keeps_true_position_of_v0(tmp_path) -> None:
 
 
 def test_heldout_style_is_outside_training_and_never_default() -> None:
-    from cervisag_edge.phantom.scene import _BODY
+    from cervisag_edge.tooling.phantom.scene import _BODY
 
     for a, b in zip(_BODY["train"], _BODY["heldout"]):
         assert a[1] < b[0] or b[1] < a[0]

@@ -9,10 +9,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from cervisag_edge.imaging import window_linear
-from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.phantom import generate_dataset, render_phantom, write_dicom, write_png
-from cervisag_edge.phantom.dicomio import COMPRESSED_SYNTAXES, DX_FOR_PRESENTATION
+from cervisag_edge.io.imaging import window_linear
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
+from cervisag_edge.tooling.phantom import generate_dataset, render_phantom, write_dicom, write_png
+from cervisag_edge.tooling.phantom.dicomio import COMPRESSED_SYNTAXES, DX_FOR_PRESENTATION
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import vertebra_corner_indices
-from cervisag_edge.phantom import render_phantom
-from cervisag_edge.phantom.parts import to_primitive
-from cervisag_edge.phantom.primitives import Grid, render_all
-from cervisag_edge.phantom.render import SHOULDER_HIDDEN_MM, line_integrals
-from cervisag_edge.phantom.head import MU_SOFT
-from cervisag_edge.phantom.scene import TEXEL_MM, build_scene
+from cervisag_edge.core.landmarks import vertebra_corner_indices
+from cervisag_edge.tooling.phantom import render_phantom
+from cervisag_edge.tooling.phantom.parts import to_primitive
+from cervisag_edge.tooling.phantom.primitives import Grid, render_all
+from cervisag_edge.tooling.phantom.render import SHOULDER_HIDDEN_MM, line_integrals
+from cervisag_edge.tooling.phantom.head import MU_SOFT
+from cervisag_edge.tooling.phantom.scene import TEXEL_MM, build_scene
 
 SIZE = (1500, 1800)
 
@@ -144,7 +144,7 @@ def test_shoulder_hidden_flags_match_the_rendered_shoulder_thickness() -> None:
 
 def test_corners_found_in_the_final_noisy_display_image() -> None:
     # end to end: the rendered, noisy, blurred, processed image at full resolution
-    from cervisag_edge.phantom.render import render_scene
+    from cervisag_edge.tooling.phantom.render import render_scene
 
     scene = build_scene(11, 2, SIZE, "standard")
     ph = render_scene(scene, 11, 2)

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from cervisag_edge import Measurer
-from cervisag_edge.backends import backend_names, get_backend_class
-from cervisag_edge.backends.onnxruntime import resolve_providers
+from cervisag_edge.engine.backends import backend_names, get_backend_class
+from cervisag_edge.engine.backends.onnxruntime import resolve_providers
 from cervisag_edge.errors import BackendUnavailableError, InputError, ModelError
-from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.engine_select import backend_installed
-from cervisag_edge.parameters import coincident
-from cervisag_edge.pipeline import STAGES, display_from_array
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
+from cervisag_edge.engine.resolver import backend_installed
+from cervisag_edge.core.parameters import coincident
+from cervisag_edge.core.measurer import STAGES, display_from_array
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_registry_and_providers() -> None:
 
 
 def test_auto_falls_back_to_onnxruntime_without_gpu(image: np.ndarray) -> None:
-    from cervisag_edge.engine_select import gpu_available, tensorrt_available
+    from cervisag_edge.engine.resolver import gpu_available, tensorrt_available
 
     if gpu_available() and tensorrt_available():
         pytest.skip("a GPU and TensorRT are present: auto may pick TensorRT")

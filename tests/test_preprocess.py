@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervisag_edge.codec import UDPHeatmapCodec
-from cervisag_edge.preprocess import letterbox, letterbox_geometry, normalize
+from cervisag_edge.engine.codec import UDPHeatmapCodec
+from cervisag_edge.engine.preprocess import letterbox, letterbox_geometry, normalize
 
 
 @pytest.mark.parametrize("size", [(2000, 2500), (3000, 1500), (1501, 2999), (400, 300)])

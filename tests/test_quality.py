@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
-from cervisag_edge.parameters import PARAMETER_NAMES, compute_parameters
-from cervisag_edge.quality import FLAGS, assess, blocks_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
+from cervisag_edge.core.parameters import PARAMETER_NAMES, compute_parameters
+from cervisag_edge.core.quality import FLAGS, assess, blocks_parameters
 
 from realdata import pydicom_data_dir
 from uncertainty_spine import spine_mm
@@ -47,7 +47,7 @@ def test_nothing_found_is_not_a_lateral_cspine_and_blocks_parameters() -> None:
     vis = np.zeros(NUM_LANDMARKS, bool)
     f = _flags(_px(), vis=vis)
     assert "not_lateral_cspine" in f and "0 of 7" in f["not_lateral_cspine"]
-    from cervisag_edge.quality import QualityFlag
+    from cervisag_edge.core.quality import QualityFlag
 
     assert blocks_parameters([QualityFlag("not_lateral_cspine", "x")])
     assert not blocks_parameters([QualityFlag("low_confidence", "x")])
@@ -105,7 +105,7 @@ def test_flags_come_in_documented_order() -> None:
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def measurer():
-    from cervisag_edge.pipeline import Measurer
+    from cervisag_edge.core.measurer import Measurer
 
     return Measurer(threads=1)
 
@@ -138,7 +138,7 @@ def test_phantom_record_has_intervals_sd_and_no_flags(measurer) -> None:
 
 
 def test_estimates_off_gives_the_measured_only_values(measurer) -> None:
-    from cervisag_edge.pipeline import Measurer
+    from cervisag_edge.core.measurer import Measurer
 
     on = measurer.measure(DEMO)
     off = Measurer(threads=1, estimates=False).measure(DEMO)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
+from cervisag_edge.engine.manifest import ModelManifest, load_manifest, sha256_file
 from toolmodules import load_tool
 
 pytest.importorskip("onnxconverter_common", reason="onnxconverter-common not installed (pip install onnxconverter-common)")

@@ -18,8 +18,8 @@ from cervisag_edge import Measurer
 from cervisag_edge.outputs.records import record_of
 from cervisag_edge.runner import MeasurerSpec, run_studies, studies_of
 from cervisag_edge.errors import CervisagError
-from cervisag_edge.landmarks import NUM_LANDMARKS
-from cervisag_edge.measurement import Measurement
+from cervisag_edge.core.landmarks import NUM_LANDMARKS
+from cervisag_edge.core.measurement import Measurement
 
 from corpus import CASES, JPEG_LOSSLESS_SKIP_REASON, Case, build_case, dicom_bytes, valid_dataset
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cervisag_edge import Measurer
-from cervisag_edge.landmarks import NUM_LANDMARKS
+from cervisag_edge.core.landmarks import NUM_LANDMARKS
 
 from realdata import pydicom_data_dir
 

@@ -12,9 +12,9 @@ import pytest
 
 from cervisag_edge import runner
 from cervisag_edge.errors import InputError
-from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.measurement import Landmark, Measurement
-from cervisag_edge.parameters import unavailable_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
+from cervisag_edge.core.measurement import Landmark, Measurement
+from cervisag_edge.core.parameters import unavailable_parameters
 from cervisag_edge.runner import MeasurerSpec, Study, StudyResult, error_text, run_studies, studies_of
 
 SCRIPTED = "test_runner:ScriptedMeasurer"

@@ -19,7 +19,7 @@ from cervisag_edge.outputs.records import record_of
 from cervisag_edge.outputs.sinks import file_sinks
 from cervisag_edge.runner import MeasurerSpec, run_studies, studies_of
 from cervisag_edge.errors import ModelError
-from cervisag_edge.manifest import engines_dir, load_manifest
+from cervisag_edge.engine.manifest import engines_dir, load_manifest
 
 from corpus import CASES, build_case, dicom_bytes, valid_dataset
 

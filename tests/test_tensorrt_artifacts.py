@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.backends.tensorrt import LEAN_MODULE, check_engine_io, check_plan_manifest
+from cervisag_edge.engine.backends.tensorrt import LEAN_MODULE, check_engine_io, check_plan_manifest
 from cervisag_edge.errors import ModelError
-from cervisag_edge.manifest import load_manifest
+from cervisag_edge.engine.manifest import load_manifest
 from toolmodules import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_quantize_tool_keeps_biases_fp32_for_tensorrt_only() -> None:
 def test_quantize_tool_preprocesses_as_the_runtime() -> None:
     """tools/quantize.py feeds calibration exactly the runtime's preprocessing (preprocess.prepare_input)."""
     q = load_tool("quantize")
-    from cervisag_edge.preprocess import letterbox, normalize
+    from cervisag_edge.engine.preprocess import letterbox, normalize
 
     m = load_manifest(INT8_TRT)
     img = np.random.default_rng(0).random((300, 240)).astype(np.float32)
@@ -112,8 +112,8 @@ def test_lean_runtime_refuses_a_plan_that_is_not_version_compatible(options: dic
 
 def test_import_tensorrt_reason_says_what_installs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18 item 2: without any TensorRT module the error says what the extra installs and what it cannot."""
-    from cervisag_edge.backends import tensorrt as be
-    from cervisag_edge.engine_select import tensorrt_module_name
+    from cervisag_edge.engine.backends import tensorrt as be
+    from cervisag_edge.engine.resolver import tensorrt_module_name
     from cervisag_edge.errors import BackendUnavailableError
 
     if tensorrt_module_name() is not None:
@@ -136,7 +136,7 @@ def test_tensorrt_extra_names_a_distribution_that_provides_tensorrt_lean() -> No
 
 def test_lean_runtime_api_where_installed() -> None:
     lean = pytest.importorskip("tensorrt_lean", reason="tensorrt_lean not installed (pip install 'cervisag-edge[tensorrt]')")
-    from cervisag_edge.backends.tensorrt import import_tensorrt
+    from cervisag_edge.engine.backends.tensorrt import import_tensorrt
 
     assert lean.__name__ == LEAN_MODULE and hasattr(lean, "Runtime") and hasattr(lean, "Logger")
     # every attribute TensorRTBackend uses exists in the installed runtime's bindings
@@ -212,7 +212,7 @@ def test_build_engine_prerequisite_check_survives_a_missing_cuda_package(monkeyp
 
 def test_device_check_without_gpu_exits_2_and_writes_its_report(tmp_path: Path) -> None:
     """device_check ends with a reason (exit 2) and still writes its JSON and Markdown, never a traceback."""
-    from cervisag_edge.engine_select import gpu_available
+    from cervisag_edge.engine.resolver import gpu_available
 
     if gpu_available():
         pytest.skip("a GPU is present: device_check would run the full check")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.backends.tensorrt import PLAN_FORMAT, check_plan_manifest, plan_block
-from cervisag_edge.engine_select import gpu_available, tensorrt_available
+from cervisag_edge.engine.backends.tensorrt import PLAN_FORMAT, check_plan_manifest, plan_block
+from cervisag_edge.engine.resolver import gpu_available, tensorrt_available
 from cervisag_edge.errors import ModelError
-from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file
+from cervisag_edge.engine.manifest import ModelManifest, load_manifest, sha256_file
 from toolmodules import load_tool
 
 
@@ -200,7 +200,7 @@ def _export_tiny(tmp_path: Path) -> ModelManifest:  # pragma: no cover - GPU onl
 def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path) -> None:  # pragma: no cover - GPU only
     import onnxruntime as ort
 
-    from cervisag_edge.backends.tensorrt import TensorRTBackend
+    from cervisag_edge.engine.backends.tensorrt import TensorRTBackend
     manifest = _export_tiny(tmp_path)
     rc = be.main([str(tmp_path / "tiny.json"), "--max-batch", "2", "--no-tf32"])  # full FP32 for parity
     assert rc == 0
@@ -220,10 +220,10 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path) -> None:  # pragma
 @pytest.mark.skipif(not (tensorrt_available() and gpu_available()), reason="needs TensorRT and a CUDA GPU (none on this machine)")
 def test_tensorrt_gpu_pre_and_post_processing_match_the_cpu_path(tmp_path: Path) -> None:  # pragma: no cover - GPU only
     """infer_raw (NVRTC preprocess → TensorRT → NVRTC decode) agrees with the CPU preprocess + codec on the same plan."""
-    from cervisag_edge.backends.tensorrt import TensorRTBackend
-    from cervisag_edge.codec import UDPHeatmapCodec
-    from cervisag_edge.imaging import window_linear
-    from cervisag_edge.preprocess import prepare_input
+    from cervisag_edge.engine.backends.tensorrt import TensorRTBackend
+    from cervisag_edge.engine.codec import UDPHeatmapCodec
+    from cervisag_edge.io.imaging import window_linear
+    from cervisag_edge.engine.preprocess import prepare_input
 
     _export_tiny(tmp_path)
     assert be.main([str(tmp_path / "tiny.json"), "--max-batch", "2", "--no-tf32"]) == 0

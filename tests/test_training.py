@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch (extra [train]) not installed")
 
-from cervisag_edge.training.data import AugmentConfig, PhantomSource, make_example  # noqa: E402
-from cervisag_edge.training.loop import TrainConfig, heatmap_loss, load_checkpoint_model, soft_argmax_loss, train  # noqa: E402
+from cervisag_edge.tooling.training.data import AugmentConfig, PhantomSource, make_example  # noqa: E402
+from cervisag_edge.tooling.training.loop import TrainConfig, heatmap_loss, load_checkpoint_model, soft_argmax_loss, train  # noqa: E402
 
 
 def _cfg(**kw: object) -> TrainConfig:

@@ -6,20 +6,20 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cervisag_edge.codec import UDPHeatmapCodec
-from cervisag_edge.estimation import estimate_landmarks, similarity
-from cervisag_edge.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
-from cervisag_edge.engine_select import manifest_path_for
-from cervisag_edge.manifest import load_manifest
-from cervisag_edge.parameters import PARAMETER_NAMES, compute_parameters
-from cervisag_edge.propagation import (
+from cervisag_edge.engine.codec import UDPHeatmapCodec
+from cervisag_edge.core.estimation import estimate_landmarks, similarity
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
+from cervisag_edge.engine.resolver import manifest_path_for
+from cervisag_edge.engine.manifest import load_manifest
+from cervisag_edge.core.parameters import PARAMETER_NAMES, compute_parameters
+from cervisag_edge.core.propagation import (
     jacobian,
     propagate_linear,
     propagate_mc,
     sample_landmarks,
     six_parameters_batch,
 )
-from cervisag_edge.uncertainty import (
+from cervisag_edge.core.uncertainty import (
     UncertaintyCalibration,
     heatmap_spread_hm,
     landmark_covariance,
@@ -156,8 +156,8 @@ def test_covariance_grows_as_confidence_falls_and_keeps_the_floor() -> None:
 
 
 def test_covariance_maps_heatmap_px_to_mm() -> None:
-    from cervisag_edge.preprocess import letterbox_geometry
-    from cervisag_edge.uncertainty import spread_mm2
+    from cervisag_edge.engine.preprocess import letterbox_geometry
+    from cervisag_edge.core.uncertainty import spread_mm2
 
     codec = UDPHeatmapCodec((384, 384), (96, 96))
     _, tf = letterbox_geometry((1920, 1920), (384, 384))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cervisag_edge.errors import InputError
-from cervisag_edge.landmarks import LANDMARK_NAMES
-from cervisag_edge.verify.dataset import keypoint_order, load_dataset, reference_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES
+from cervisag_edge.tooling.verify.dataset import keypoint_order, load_dataset, reference_parameters
 
 from test_verify_support import synthetic_spine_px, write_set
 
@@ -100,8 +100,8 @@ def test_reference_parameters_given_or_computed(tmp_path):
     write_set(tmp_path, [truth, truth], [None, None], ref_params=[given, None], spacing=(0.25, 0.5))
     a, b = load_dataset(tmp_path).items
     assert reference_parameters(a, (0.25, 0.5)) == given
-    pytest.importorskip("cervisag_edge.parameters", reason="parameters module not built yet")
-    from cervisag_edge.parameters import compute_parameters
+    pytest.importorskip("cervisag_edge.core.parameters", reason="parameters module not built yet")
+    from cervisag_edge.core.parameters import compute_parameters
 
     expected = compute_parameters(truth * np.array([0.5, 0.25])).as_dict()  # x by column, y by row spacing
     got = reference_parameters(b, (0.25, 0.5))

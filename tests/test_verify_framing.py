@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cervisag_edge.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, VERTEBRAE, landmark_index, vertebra_corner_indices
-from cervisag_edge.verify import metrics as M
-from cervisag_edge.verify.dataset import PARAMETER_KEYS, load_dataset
-from cervisag_edge.verify.evaluate import ImageRecord, compute_metrics, visible_parameters
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, VERTEBRAE, landmark_index, vertebra_corner_indices
+from cervisag_edge.tooling.verify import metrics as M
+from cervisag_edge.tooling.verify.dataset import PARAMETER_KEYS, load_dataset
+from cervisag_edge.tooling.verify.evaluate import ImageRecord, compute_metrics, visible_parameters
 
 from test_verify_support import synthetic_spine_px
 
@@ -120,7 +120,7 @@ def test_metrics_document_and_report_carry_the_new_metrics(tmp_path) -> None:
     assert doc["parameters"]["borden_mm"]["coverage_percent"] == 100.0
     json.dumps(doc)  # JSON-ready
 
-    from cervisag_edge.verify.report import _markdown
+    from cervisag_edge.tooling.verify.report import _markdown
 
     outcome = SimpleNamespace(metrics={**doc, "thresholds": {"checks": []}, "model": {}}, passed=True, failures=[])
     md = _markdown(outcome, {}, "")  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from cervisag_edge.cli.main import main
-from cervisag_edge.verify import MeasurerSpec, load_dataset, load_thresholds, verify
-from cervisag_edge.verify.compare import parse_variants
-from cervisag_edge.verify.harness import run_measurements
+from cervisag_edge.tooling.verify import MeasurerSpec, load_dataset, load_thresholds, verify
+from cervisag_edge.tooling.verify.compare import parse_variants
+from cervisag_edge.tooling.verify.harness import run_measurements
 
 from test_verify_support import FAKE_FACTORY, SIX, as_list, synthetic_spine_px, write_set
 
@@ -129,7 +129,7 @@ def test_compare_variants(dataset_dir):
 
 
 def test_cli_exit_codes_json_and_baseline(dataset_dir, tmp_path, monkeypatch, capsys):
-    import cervisag_edge.verify as V
+    import cervisag_edge.tooling.verify as V
 
     monkeypatch.setattr(V, "MeasurerSpec", functools.partial(MeasurerSpec, factory=FAKE_FACTORY))
     loose = _loose(tmp_path)
@@ -166,7 +166,7 @@ def test_cli_exit_codes_json_and_baseline(dataset_dir, tmp_path, monkeypatch, ca
 
 
 def test_cli_progress_and_limit(dataset_dir, tmp_path, monkeypatch, capsys):
-    import cervisag_edge.verify as V
+    import cervisag_edge.tooling.verify as V
 
     monkeypatch.setattr(V, "MeasurerSpec", functools.partial(MeasurerSpec, factory=FAKE_FACTORY))
     js = tmp_path / "m.json"
@@ -178,7 +178,7 @@ def test_cli_progress_and_limit(dataset_dir, tmp_path, monkeypatch, capsys):
 
 def test_report_files(dataset_dir, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib (the [docs] extra) not installed")
-    from cervisag_edge.verify.report import write_report
+    from cervisag_edge.tooling.verify.report import write_report
 
     out = verify(load_dataset(dataset_dir), _spec(), load_thresholds("paper2025"))
     files = write_report(out, tmp_path / "rep")
@@ -193,7 +193,7 @@ def test_report_files(dataset_dir, tmp_path):
 
 
 def test_report_without_matplotlib(dataset_dir, tmp_path, monkeypatch):
-    from cervisag_edge.verify.report import write_report
+    from cervisag_edge.tooling.verify.report import write_report
 
     out = verify(load_dataset(dataset_dir), _spec(), load_thresholds("paper2025"))
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 import pytest
 
-from cervisag_edge.parameters import PARAMETER_NAMES
-from cervisag_edge.verify.intervals import add_interval_metrics, measured_values, report_lines
+from cervisag_edge.core.parameters import PARAMETER_NAMES
+from cervisag_edge.tooling.verify.intervals import add_interval_metrics, measured_values, report_lines
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def test_failed_records_are_skipped() -> None:
 
 
 def test_quality_flag_counts() -> None:
-    from cervisag_edge.verify.intervals import quality_flag_counts
+    from cervisag_edge.tooling.verify.intervals import quality_flag_counts
 
     m1 = _M(_Params({}))
     object.__setattr__(m1, "quality_flags", ({"flag": "low_confidence", "reason": "r"},))

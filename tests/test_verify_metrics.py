@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cervisag_edge.verify import metrics as M
+from cervisag_edge.tooling.verify import metrics as M
 
 # Shrout & Fleiss (1979), Table 2: 6 targets (rows) rated by 4 judges (columns).
 SHROUT_FLEISS = np.array(

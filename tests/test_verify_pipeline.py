@@ -13,7 +13,7 @@ from cervisag_edge.cli.main import main
 
 from test_verify_support import synthetic_spine_px, write_set
 
-pytest.importorskip("cervisag_edge.pipeline", reason="cervisag_edge.pipeline (the Measurer) is not built yet")
+pytest.importorskip("cervisag_edge.core.measurer", reason="cervisag_edge.core.measurer (the Measurer) is not built yet")
 
 
 def _run(args):
@@ -54,11 +54,11 @@ def test_real_compare_reports_unavailable_variants_as_skipped(tmp_path, capsys):
 
 def test_real_measurer_on_phantoms(tmp_path, capsys):
     try:
-        generate = getattr(importlib.import_module("cervisag_edge.phantom"), "generate_dataset", None)
+        generate = getattr(importlib.import_module("cervisag_edge.tooling.phantom"), "generate_dataset", None)
     except ImportError as exc:
-        pytest.skip(f"cervisag_edge.phantom is not importable yet: {exc}")
+        pytest.skip(f"cervisag_edge.tooling.phantom is not importable yet: {exc}")
     if generate is None:
-        pytest.skip("cervisag_edge.phantom.generate_dataset is not built yet")
+        pytest.skip("cervisag_edge.tooling.phantom.generate_dataset is not built yet")
     out = tmp_path / "ph"
     generate(out, 2, 7, size=(512, 640), fmt="png")
     js = tmp_path / "m.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervisag_edge.verify import MeasurerSpec, load_dataset
-from cervisag_edge.verify.harness import run_measurements
+from cervisag_edge.tooling.verify import MeasurerSpec, load_dataset
+from cervisag_edge.tooling.verify.harness import run_measurements
 
 from test_verify_support import FAKE_FACTORY, as_list, synthetic_spine_px, write_set
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from cervisag_edge.errors import BackendUnavailableError, InputError
-from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE
-from cervisag_edge.measurement import Landmark, Measurement
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, VERTEBRAE
+from cervisag_edge.core.measurement import Landmark, Measurement
 
 SIX = ("borden_mm", "cci_percent", "ccl_deg", "cobb_c0_c7_deg", "cobb_c1_c7_deg", "cobb_c2_c7_deg")
 SIDECAR = ".pred.json"
@@ -76,7 +76,7 @@ class FakeMeasurer:
         if "parameters" in doc:
             params = FakeParams(dict(doc["parameters"]), {})
         else:
-            from cervisag_edge.parameters import compute_parameters
+            from cervisag_edge.core.parameters import compute_parameters
 
             px = np.array([[lm.x_px, lm.y_px] if lm.visible else [np.nan, np.nan] for lm in lms])
             params = compute_parameters(px * np.array([sp[1], sp[0]]))

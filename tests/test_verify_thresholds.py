@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cervisag_edge.errors import InputError
-from cervisag_edge.verify.thresholds import (
+from cervisag_edge.tooling.verify.thresholds import (
     RegressionTolerances,
     builtin_names,
     check,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cervisag_edge.landmarks import LANDMARK_NAMES, VERTEBRAE
+from cervisag_edge.core.landmarks import LANDMARK_NAMES, VERTEBRAE
 
 _I = {n: i for i, n in enumerate(LANDMARK_NAMES)}
 H, G, D = 14.0, 5.0, 16.0  # body height, disc, body depth (mm)

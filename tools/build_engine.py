@@ -23,8 +23,8 @@ from typing import Any, Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cervisag_edge.backends.tensorrt import PLAN_FORMAT  # noqa: E402
-from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
+from cervisag_edge.engine.backends.tensorrt import PLAN_FORMAT  # noqa: E402
+from cervisag_edge.engine.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
 
 logger = logging.getLogger("build_engine")
 EXIT_MISSING = 2
@@ -180,7 +180,7 @@ def missing_prerequisite() -> str | None:
                 "package index (pip install tensorrt-cu13 --extra-index-url <NVIDIA's index>), on a machine with an NVIDIA GPU")
     if not module_present("cuda.bindings"):
         return "cuda-python is not installed; pip install 'cervisag-edge[gpu]'"
-    from cervisag_edge.engine_select import gpu_available
+    from cervisag_edge.engine.resolver import gpu_available
 
     if not gpu_available():
         return "no CUDA GPU is visible (cudaGetDeviceCount found none); run on a machine with an NVIDIA GPU and driver"
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"build_engine: {missing}", file=sys.stderr)
         return EXIT_MISSING
-    from cervisag_edge.cuda.memory import device_properties
+    from cervisag_edge.engine.cuda.memory import device_properties
 
     manifest = load_manifest(args.manifest)
     plan_path, plan_manifest_path, cache_path = plan_paths(manifest, args.output, args.timing_cache)

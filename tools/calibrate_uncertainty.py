@@ -40,14 +40,15 @@ MAX_FIT_ERROR_MM = 5.0
 def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
     """Run the model over the sets; arrays stacked over N images (shapes in the keys' comments)."""
     from cervisag_edge.io import read_image
-    from cervisag_edge.pipeline import Measurer, coincident
-    from cervisag_edge.uncertainty import spread_mm2
-    from cervisag_edge.verify.dataset import load_dataset
+    from cervisag_edge.core.measurer import Measurer
+    from cervisag_edge.core.parameters import coincident
+    from cervisag_edge.core.uncertainty import spread_mm2
+    from cervisag_edge.tooling.verify.dataset import load_dataset
 
     m = Measurer(model=manifest, threads=None)
     rows: dict[str, list[Any]] = {k: [] for k in ("pts", "conf", "vis", "inside", "spread", "spacing", "truth", "labelled",
                                                    "ref", "size")}
-    from cervisag_edge.parameters import PARAMETER_NAMES
+    from cervisag_edge.core.parameters import PARAMETER_NAMES
 
     for folder in data_dirs:
         ds = load_dataset(folder)
@@ -111,9 +112,9 @@ def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
-    """:func:`cervisag_edge.uncertainty.uncertain_parameters` on every cached image."""
-    from cervisag_edge.parameters import compute_parameters
-    from cervisag_edge.uncertainty import uncertain_parameters
+    """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image."""
+    from cervisag_edge.core.parameters import compute_parameters
+    from cervisag_edge.core.uncertainty import uncertain_parameters
 
     out = []
     for i in range(len(data["pts"])):
@@ -132,8 +133,8 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
 
 def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
     """``estimated_scale`` and ``extrapolated_sd_mm`` from the estimated corners' errors."""
-    from cervisag_edge.estimation import estimate_landmarks
-    from cervisag_edge.uncertainty import landmark_covariance
+    from cervisag_edge.core.estimation import estimate_landmarks
+    from cervisag_edge.core.uncertainty import landmark_covariance
 
     q_peak, e2_ext = [], []
     for i in range(len(data["pts"])):
@@ -163,7 +164,7 @@ def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
 
 def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
     """Per-parameter SD factors (measured, estimated) so that 95 % of intervals cover the truth."""
-    from cervisag_edge.parameters import PARAMETER_NAMES
+    from cervisag_edge.core.parameters import PARAMETER_NAMES
 
     results = run_images(data, cal)
     z: dict[tuple[str, bool], list[float]] = {(k, e): [] for k in PARAMETER_NAMES for e in (False, True)}
@@ -189,7 +190,7 @@ def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, flo
 
 def evaluate(data: dict[str, np.ndarray], cal: Any) -> dict[str, Any]:
     """Coverage, mean width, width / MAE and MAE of the intervals, measured and estimated apart."""
-    from cervisag_edge.parameters import PARAMETER_NAMES
+    from cervisag_edge.core.parameters import PARAMETER_NAMES
 
     results = run_images(data, cal)
     out: dict[str, Any] = {}
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="score the calibration already in the first manifest on --data (held-out check; no fit, no write)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from cervisag_edge.uncertainty import MANIFEST_KEY, UncertaintyCalibration
+    from cervisag_edge.core.uncertainty import MANIFEST_KEY, UncertaintyCalibration
 
     if not args.evaluate and any("777" in Path(d).name for d in args.data):
         logger.error("refusing a data folder named like the seed-777 test set; calibrate on other seeds")
@@ -241,13 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         if cache is not None:
             np.savez_compressed(cache, **data)
     if args.evaluate:
-        from cervisag_edge.manifest import load_manifest
+        from cervisag_edge.engine.manifest import load_manifest
 
         cal = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0]))
         print(json.dumps(evaluate(data, cal), indent=2))
         return 0
     lm = fit_landmarks(data)
-    from cervisag_edge.manifest import load_manifest
+    from cervisag_edge.engine.manifest import load_manifest
 
     threshold = float(load_manifest(args.manifest[0]).codec.get("confidence_threshold", 0.3))
     cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],

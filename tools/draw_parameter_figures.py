@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cervisag_edge.landmarks import VERTEBRAE, landmark_index, vertebra_centroid, vertebra_corners
-from cervisag_edge.parameters import compute_parameters
+from cervisag_edge.core.landmarks import VERTEBRAE, landmark_index, vertebra_centroid, vertebra_corners
+from cervisag_edge.core.parameters import compute_parameters
 
 logger = logging.getLogger("draw_parameter_figures")
 

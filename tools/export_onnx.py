@@ -36,7 +36,7 @@ def parity(model, cfg, onnx_path: Path, n_images: int = 3) -> dict[str, float]:
     import onnxruntime as ort
     import torch
 
-    from cervisag_edge.training.data import PhantomSource, make_example
+    from cervisag_edge.tooling.training.data import PhantomSource, make_example
 
     codec = cfg.codec()
     try:
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from cervisag_edge.manifest import ModelManifest, sha256_file
-    from cervisag_edge.training.loop import load_checkpoint_model
-    from cervisag_edge.backends.torch_net import conv_macs, count_parameters
+    from cervisag_edge.engine.manifest import ModelManifest, sha256_file
+    from cervisag_edge.tooling.training.loop import load_checkpoint_model
+    from cervisag_edge.engine.backends.torch_net import conv_macs, count_parameters
 
     model, cfg, info = load_checkpoint_model(args.checkpoint)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,12 @@ Usage::
     python tools/fit_chain_prior.py [--seed 1] [--count 200] [--out engines/chain_prior.json]
 
 Renders phantoms ``0 .. count-1`` of the *training* set ``--seed`` (the model's ``train_seed``;
-never a held-out seed) with :func:`cervisag_edge.phantom.render_phantom` and fits, on the true
+never a held-out seed) with :func:`cervisag_edge.tooling.phantom.render_phantom` and fits, on the true
 landmarks in mm (their geometry, whatever the visibility):
 
-- per consecutive level pair: mean and covariance of :func:`cervisag_edge.chain.pair_features`;
+- per consecutive level pair: mean and covariance of :func:`cervisag_edge.core.chain.pair_features`;
 - per anchor (dens tip, anterior arch of C1): mean and covariance of
-  :func:`cervisag_edge.chain.anchor_features` relative to the C2 body;
+  :func:`cervisag_edge.core.chain.anchor_features` relative to the C2 body;
 - the range of corner distances within a body, in units of the image's median body height,
   widened by ``--margin``.
 
@@ -34,7 +34,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cervisag_edge.chain_prior import (  # noqa: E402
+from cervisag_edge.core.chain_prior import (  # noqa: E402
     ANCHORS,
     ChainPrior,
     DecoderSettings,
@@ -44,7 +44,7 @@ from cervisag_edge.chain_prior import (  # noqa: E402
     median_body_height,
     pair_features,
 )
-from cervisag_edge.landmarks import CORNERS, VERTEBRAE, landmark_index  # noqa: E402
+from cervisag_edge.core.landmarks import CORNERS, VERTEBRAE, landmark_index  # noqa: E402
 
 logger = logging.getLogger("fit_chain_prior")
 MAX_COUNT = 300
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.nice(19)
     except OSError:
         pass
-    from cervisag_edge.phantom import render_phantom
+    from cervisag_edge.tooling.phantom import render_phantom
 
     sets = []
     for i in range(args.start, args.start + args.count):

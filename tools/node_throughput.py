@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--outputs", default="sr,gsps,sc")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from cervisag_edge.phantom import render_phantom, write_dicom
+    from cervisag_edge.tooling.phantom import render_phantom, write_dicom
 
     w, h = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="cervisag-node-bench-"))

@@ -11,7 +11,7 @@ Variants (each ``<model>.<variant>.onnx`` with a manifest ``<model>.<variant>.js
 * ``int8-cpu``: what ONNX Runtime's CPU provider runs fastest: U8 activations, per-channel S8
   weights, QDQ or QOperator format (both are built and timed; the faster one is kept).
 
-Calibration and accuracy use phantoms (``cervisag_edge.phantom.render_phantom``) through the
+Calibration and accuracy use phantoms (``cervisag_edge.tooling.phantom.render_phantom``) through the
 runtime's own letterbox: fixed seeds and indices, so a rerun gives the same files. For each INT8
 variant the calibration methods given by ``--calib-methods`` and keeping the heatmap head (the
 last Conv) in FP32 or not are compared on the held-out phantoms by the landmark error versus
@@ -37,9 +37,9 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cervisag_edge.codec import UDPHeatmapCodec  # noqa: E402
-from cervisag_edge.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
-from cervisag_edge.preprocess import LetterboxTransform, prepare_input  # noqa: E402
+from cervisag_edge.engine.codec import UDPHeatmapCodec  # noqa: E402
+from cervisag_edge.engine.manifest import ModelManifest, load_manifest, sha256_file  # noqa: E402
+from cervisag_edge.engine.preprocess import LetterboxTransform, prepare_input  # noqa: E402
 
 logger = logging.getLogger("quantize")
 
@@ -80,9 +80,9 @@ def preprocess_display(display: np.ndarray, manifest: ModelManifest) -> tuple[np
 def phantom_samples(manifest: ModelManifest, seed: int, count: int, long_side: int) -> list[EvalSample]:
     """``count`` phantoms of ``seed`` (indices 0..count-1, in order), preprocessed for ``manifest``."""
     try:
-        from cervisag_edge.phantom import render_phantom
+        from cervisag_edge.tooling.phantom import render_phantom
     except ImportError as exc:
-        raise RuntimeError(f"cervisag_edge.phantom.render_phantom is needed for calibration ({exc})") from None
+        raise RuntimeError(f"cervisag_edge.tooling.phantom.render_phantom is needed for calibration ({exc})") from None
     out = []
     for index in range(count):
         ph = render_phantom(seed, index, out_long_side=long_side)
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace, report: Callable[[str], None] = print,
     reference_mm = landmarks_mm(base.model_path, base, held_out)
     fp32_ms = median_latency_ms(base.model_path, base.input_name, base.input_shape, runs=args.runs)
     report(f"fp32      {base.model_path.name}: {fp32_ms:.1f} ms (ONNX Runtime CPU, batch 1, median of {args.runs})")
-    calib_info = {"source": "cervisag_edge.phantom.render_phantom" if samples_fn is phantom_samples else getattr(samples_fn, "__name__", "custom"),
+    calib_info = {"source": "cervisag_edge.tooling.phantom.render_phantom" if samples_fn is phantom_samples else getattr(samples_fn, "__name__", "custom"),
                   "seed": args.calib_seed, "count": args.calib_count, "long_side": args.long_side}
     eval_info = {"seed": args.eval_seed, "count": args.eval_count}
     written = []

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()])
-    from cervisag_edge.training.data import CocoSource, PhantomSource
-    from cervisag_edge.training.loop import TrainConfig, train
+    from cervisag_edge.tooling.training.data import CocoSource, PhantomSource
+    from cervisag_edge.tooling.training.loop import TrainConfig, train
 
     cfg = TrainConfig(input_size=args.input_size, widths=tuple(int(v) for v in args.widths.split(",")),
                       batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,

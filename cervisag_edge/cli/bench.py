@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def worker_entry(t_process_start: float) -> int:
     """Worker process: RunSpec JSON on stdin → list of run dicts as JSON on the last stdout line."""
-    from ..bench import RunSpec, worker
+    from ..tooling.latency.bench import RunSpec, worker
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     spec = RunSpec.from_json(sys.stdin.read())
@@ -58,7 +58,7 @@ def worker_entry(t_process_start: float) -> int:
 
 
 def run_worker(spec: Any, timeout_s: float) -> tuple[list[dict[str, Any]], str | None]:
-    """Run one :class:`~cervisag_edge.bench.RunSpec` in a fresh process: (runs, None) or ([], reason)."""
+    """Run one :class:`~cervisag_edge.tooling.latency.bench.RunSpec` in a fresh process: (runs, None) or ([], reason)."""
     try:
         proc = subprocess.run([sys.executable, "-c", _WORKER_CODE], input=spec.to_json(), capture_output=True,
                               text=True, timeout=timeout_s)
@@ -88,8 +88,8 @@ def _input_info(path: Path) -> dict[str, Any]:
 
 
 def _run_read_path(args: argparse.Namespace) -> int:
-    from .. import bench
-    from ..bench_read import SYNTAXES, render_read_table, run_read_bench
+    from ..tooling.latency import bench
+    from ..tooling.latency.read_path import SYNTAXES, render_read_table, run_read_bench
 
     names = list(SYNTAXES) if "all" in args.transfer_syntax else args.transfer_syntax
     unknown = [n for n in names if n not in SYNTAXES]
@@ -106,9 +106,9 @@ def _run_read_path(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import bench
-    from ..engine_select import manifest_path_for
-    from ..manifest import load_manifest
+    from ..tooling.latency import bench
+    from ..engine.resolver import manifest_path_for
+    from ..engine.manifest import load_manifest
 
     if args.repeat < 1 or args.warmup < 0 or any(b < 1 for b in args.batch):
         print("cervisag bench: error: --repeat and --batch must be >= 1, --warmup >= 0", file=sys.stderr)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, path: Path, bench: Any, manifest_path_for: Any, load_manifest: Any) -> dict[str, Any]:
-    from ..engine_select import unavailable_reason
+    from ..engine.resolver import unavailable_reason
 
     manifest = load_manifest(manifest_path_for(args.model, "onnxruntime", "fp32"), verify_sha256=False)
     extra = manifest.extra

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from ..engine_select import BACKEND_CHOICES
+from ..engine.resolver import BACKEND_CHOICES
 
 HELP = "measure the six sagittal parameters on DICOM/PNG/JPEG/TIFF radiographs"
 

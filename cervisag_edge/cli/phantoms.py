@@ -17,7 +17,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..phantom.scene import VARIANTS
+    from ..tooling.phantom.scene import VARIANTS
 
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
     parser.add_argument("--count", type=int, default=12, help="number of phantoms (default 12)")
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..phantom.dataset import generate_dataset
+    from ..tooling.phantom.dataset import generate_dataset
 
     if args.count < 1:
         raise InputError(f"{args.out_dir}: --count {args.count} invalid, expected >= 1")

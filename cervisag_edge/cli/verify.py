@@ -119,8 +119,8 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..verify import MeasurerSpec, load_dataset, load_thresholds, verify
-    from ..verify.compare import load_baseline, parse_variants
+    from ..tooling.verify import MeasurerSpec, load_dataset, load_thresholds, verify
+    from ..tooling.verify.compare import load_baseline, parse_variants
 
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, found {args.workers}")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(outcome.metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if args.report:
-        from ..verify.report import write_report
+        from ..tooling.verify.report import write_report
 
         files = write_report(outcome, args.report)
         print(f"report: {files[0]} ({len(files) - 1} figures)", file=sys.stderr)

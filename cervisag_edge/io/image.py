@@ -118,7 +118,7 @@ class LoadedImage:
 
     def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
         """(H_new, W_new) float32 display area-resized (OpenCV ``INTER_AREA``) from full resolution
-        to ``size_wh`` = (W_new, H_new), pixel centres as in :mod:`cervisag_edge.preprocess`. For
+        to ``size_wh`` = (W_new, H_new), pixel centres as in :mod:`cervisag_edge.engine.preprocess`. For
         DICOM the stored values are resized first and converted after (see :mod:`.pixels`), so
         the full-resolution display is never built for it."""
         w_new, h_new = int(size_wh[0]), int(size_wh[1])

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .. import imaging
+from . import imaging
 from .image import area_resize
 
 __all__ = ["GreyPixels", "grey_pixels"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import imaging
+from . import imaging
 from ..errors import InputError
 from .headers import raster_dimensions
 from .image import LoadedImage, ReadLimits, finalize_display

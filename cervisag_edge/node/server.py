@@ -29,7 +29,7 @@ from .spool import Spool
 from .worker import NotMeasured, process
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import Measurer
+    from ..core.measurer import Measurer
     from .config import Destination, NodeConfig
 
 logger = logging.getLogger("cervisag_edge.node")
@@ -85,7 +85,7 @@ class Node:
         from ..outputs import dicom_out, gsps, overlay  # noqa: F401
 
         if self.measurer is None:
-            from ..pipeline import Measurer
+            from ..core.measurer import Measurer
 
             self.measurer = Measurer(self.config.model)
         if not self.config.destinations:

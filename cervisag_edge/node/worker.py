@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
     from ..io import LoadedImage
-    from ..measurement import Measurement
-    from ..pipeline import Measurer
+    from ..core.measurement import Measurement
+    from ..core.measurer import Measurer
     from .spool import Spool
 
 logger = logging.getLogger(__name__)

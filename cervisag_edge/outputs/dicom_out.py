@@ -29,7 +29,7 @@ from ..errors import InputError
 from .graphics import to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
 
 logger = logging.getLogger(__name__)
 

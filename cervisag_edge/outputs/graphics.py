@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..geometry import signed_distances
-from ..landmarks import landmark_index
-from ..parameters import BORDEN_WALL
+from ..core.geometry import signed_distances
+from ..core.landmarks import landmark_index
+from ..core.parameters import BORDEN_WALL
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
 
 #: Cobb parameter -> (upper reference line, lower reference line), each (posterior, anterior) landmarks.
 COBB_LINES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {

@@ -19,12 +19,12 @@ import pydicom
 
 from ..version import __version__
 from ..errors import InputError
-from ..parameters import PARAMETER_NAMES, PARAMETER_UNITS
+from ..core.parameters import PARAMETER_NAMES, PARAMETER_UNITS
 from .dicom_out import DISCLAIMER, MANUFACTURER, _check_source, _uids, copy_deidentification, set_body_part
 from .graphics import parameter_polylines, to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
 
 logger = logging.getLogger(__name__)
 

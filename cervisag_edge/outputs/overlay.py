@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..landmarks import LANDMARK_NAMES, landmark_index, vertebra_centroid
-from ..parameters import BORDEN_WALL
+from ..core.landmarks import LANDMARK_NAMES, landmark_index, vertebra_centroid
+from ..core.parameters import BORDEN_WALL
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
 
 logger = logging.getLogger(__name__)
 

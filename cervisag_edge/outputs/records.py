@@ -4,7 +4,7 @@ One record per input file::
 
     {"file": str, "ok": bool, "error": str | null, "measurement": object | null}
 
-``measurement`` is :meth:`cervisag_edge.measurement.Measurement.to_dict`. Non-finite numbers
+``measurement`` is :meth:`cervisag_edge.core.measurement.Measurement.to_dict`. Non-finite numbers
 (NaN, ±inf) never reach the JSON text: they become ``null``.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from ..landmarks import NUM_LANDMARKS
-from ..parameters import PARAMETER_NAMES
+from ..core.landmarks import NUM_LANDMARKS
+from ..core.parameters import PARAMETER_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
     from ..runner import StudyResult
 
 logger = logging.getLogger(__name__)

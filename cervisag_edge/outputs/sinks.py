@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ..measurement import Measurement
+    from ..core.measurement import Measurement
     from ..runner import StudyResult
 
 

@@ -1,0 +1,225 @@
+"""Read-path benchmark: per transfer syntax, end to end and read; the thirty-line peer pipeline;
+the floors (raw file read, decode alone, memory bandwidth); JPEG 2000 decoders compared.
+
+``cervisag bench --transfer-syntax all`` runs :func:`run_read_bench` and prints
+:func:`render_read_table`. Every number of one report comes from one run on one machine, so the
+ratios (ours / peer, compressed / uncompressed) are what to compare across machines.
+
+Shapes: the input is one phantom DX of ``BENCH_IMAGE_HW`` (rows, cols), 16-bit; JPEG baseline
+holds its top 8 bits.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["SYNTAXES", "make_syntax_inputs", "peer_pipeline", "run_read_bench", "render_read_table"]
+
+logger = logging.getLogger(__name__)
+
+#: Row name → transfer syntax UID (None: uncompressed explicit VR little endian).
+SYNTAXES: dict[str, str | None] = {
+    "uncompressed": None,
+    "rle": "1.2.840.10008.1.2.5",
+    "jpeg-ls": "1.2.840.10008.1.2.4.80",
+    "jpeg2000": "1.2.840.10008.1.2.4.90",
+    "jpeg-baseline": "1.2.840.10008.1.2.4.50",
+}
+
+
+def _median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(samples))
+
+
+def make_syntax_inputs(folder: str | os.PathLike[str], names: Sequence[str] = tuple(SYNTAXES), seed: int = 0) -> dict[str, Path]:
+    """One phantom DX written in each transfer syntax of ``names`` into ``folder`` (row → path).
+    Encoders: pydicom's (RLE, JPEG-LS via pyjpegls, JPEG 2000 via pylibjpeg-openjpeg) and
+    imagecodecs for JPEG baseline; a syntax whose encoder is missing is left out (logged)."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    from .bench import BENCH_IMAGE_HW
+    from ..phantom import render_phantom, write_dicom
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ph = render_phantom(seed, 0, size=(BENCH_IMAGE_HW[1], BENCH_IMAGE_HW[0]))
+    base = Path(write_dicom(ph, folder / "uncompressed.dcm"))
+    out: dict[str, Path] = {}
+    for name in names:
+        uid = SYNTAXES[name]
+        path = folder / f"{name}.dcm"
+        try:
+            if uid is None:
+                path = base
+            elif name == "jpeg-baseline":
+                import imagecodecs
+
+                ds = pydicom.dcmread(base)
+                top8 = (ds.pixel_array >> 8).astype(np.uint8)
+                ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(top8, level=95)])
+                ds.BitsAllocated = ds.BitsStored = 8
+                ds.HighBit = 7
+                ds.RescaleSlope = f"{float(ds.RescaleSlope) * 256:.10g}"
+                ds.file_meta.TransferSyntaxUID = uid
+                ds.LossyImageCompression = "01"
+                ds.save_as(path, enforce_file_format=True)
+            else:
+                ds = pydicom.dcmread(base)
+                # RLE: the Rust encoder of pylibjpeg-rle; pydicom's own is pure Python (minutes at 5 Mpx)
+                plugin = {"encoding_plugin": "pylibjpeg"} if name == "rle" else {}
+                ds.compress(uid, generate_instance_uid=False, **plugin)
+                ds.save_as(path, enforce_file_format=True)
+            out[name] = path
+        except Exception as exc:  # an encoder that is not installed: that row is reported missing
+            logger.warning("%s benchmark input not written: %s: %s", name, type(exc).__name__, exc)
+    return out
+
+
+def peer_pipeline(onnx_path: str, input_hw: tuple[int, int], mean: float, std: float) -> Callable[[str], np.ndarray]:
+    """The thirty-line pipeline a developer would write: pydicom LUTs, OpenCV, ONNX Runtime defaults.
+    Returns ``run(path) -> heatmaps``; the same model and the same letterbox as ours."""
+    import cv2
+    import onnxruntime as ort
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    h_in, w_in = input_hw
+
+    def run(path: str) -> np.ndarray:
+        ds = pydicom.dcmread(path)
+        img = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float32)
+        lo, hi = float(img.min()), float(img.max())
+        img = (img - lo) / max(hi - lo, 1e-6)
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            img = 1.0 - img
+        s = min(w_in / img.shape[1], h_in / img.shape[0])
+        w_new, h_new = round(img.shape[1] * s), round(img.shape[0] * s)
+        small = cv2.resize(img, (w_new, h_new), interpolation=cv2.INTER_AREA)
+        boxed = np.zeros((h_in, w_in), np.float32)
+        y0, x0 = (h_in - h_new) // 2, (w_in - w_new) // 2
+        boxed[y0 : y0 + h_new, x0 : x0 + w_new] = small
+        x = ((boxed - mean) / std)[None, None].astype(np.float32)
+        return session.run(None, {name: x})[0]
+
+    return run
+
+
+def _floors(path: Path, repeat: int) -> dict[str, float]:
+    """Raw file read, decode alone (full resolution), memory bandwidth."""
+    import pydicom
+
+    from ...io.codecs import decode_grey
+
+    size = path.stat().st_size
+    raw_ms = _median_ms(lambda: path.read_bytes(), repeat)
+    ds = pydicom.dcmread(path)
+    decode_ms = _median_ms(lambda: decode_grey(ds), repeat)
+    buf = np.ones(64 << 20, np.uint8)
+    dst = np.empty_like(buf)
+    copy_ms = _median_ms(lambda: np.copyto(dst, buf), repeat)
+    return {"file_bytes": size, "raw_read_ms": raw_ms, "decode_full_ms": decode_ms,
+            "memcpy_gb_s": 2 * buf.nbytes / (copy_ms / 1000.0) / 1e9}
+
+
+def _j2k_decoders(path: Path, repeat: int) -> dict[str, float | str]:
+    """The JPEG 2000 codestream of ``path`` decoded by each installed decoder (ms, full resolution;
+    OpenCV also at its reduced-resolution read flags)."""
+    import pydicom
+    from pydicom.encaps import get_frame
+
+    data = bytes(get_frame(pydicom.dcmread(path).PixelData, 0, number_of_frames=1))
+    out: dict[str, float | str] = {}
+    try:
+        import imagecodecs
+
+        threads = max(1, min(4, os.cpu_count() or 1))
+        out["imagecodecs threads=1"] = _median_ms(lambda: imagecodecs.jpeg2k_decode(data, numthreads=1), repeat)
+        out[f"imagecodecs threads={threads}"] = _median_ms(lambda: imagecodecs.jpeg2k_decode(data, numthreads=threads), repeat)
+    except ImportError as exc:
+        out["imagecodecs"] = f"not installed ({exc})"
+    try:
+        import openjpeg
+
+        out["pylibjpeg-openjpeg"] = _median_ms(lambda: openjpeg.decode(data), repeat)
+    except ImportError as exc:
+        out["pylibjpeg-openjpeg"] = f"not installed ({exc})"
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    for label, flag in (("opencv full", cv2.IMREAD_UNCHANGED), ("opencv IMREAD_REDUCED_GRAYSCALE_4", cv2.IMREAD_REDUCED_GRAYSCALE_4)):
+        img = cv2.imdecode(buf, flag)
+        out[label] = _median_ms(lambda f=flag: cv2.imdecode(buf, f), repeat) if img is not None else "cannot decode"
+        if img is not None:
+            out[label + " shape"] = "x".join(str(v) for v in img.shape[:2])
+    return out
+
+
+def run_read_bench(names: Sequence[str] = tuple(SYNTAXES), repeat: int = 10, threads: int | None = None,
+                   folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Time every row in one process: ours (FP32 and INT8) per syntax, the peer pipeline per
+    syntax, the floors and the JPEG 2000 decoders. Returns the ``read_path`` report section."""
+    import tempfile
+
+    from ...core.measurer import Measurer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = make_syntax_inputs(folder or tmp, names)
+        rows: list[dict[str, Any]] = []
+        report: dict[str, Any] = {"repeat": repeat, "rows": rows, "floors": {}, "jpeg2000_decoders": {}}
+        for precision in ("fp32", "int8"):
+            with Measurer(precision=precision, threads=threads) as m:
+                peer = peer_pipeline(str(m.manifest.model_path), m.manifest.input_hw, m.manifest.mean, m.manifest.std)
+                for name, path in inputs.items():
+                    timings = []
+                    for _ in range(repeat + 1):
+                        timings.append(m.measure(path).timings_ms)
+                    timings = timings[1:]
+                    total = float(np.median([t["total_ms"] for t in timings]))
+                    inference = float(np.median([t["inference_ms"] for t in timings]))
+                    read = float(np.median([t["read_ms"] for t in timings]))
+                    peer_ms = _median_ms(lambda p=str(path): peer(p), repeat)
+                    rows.append({"syntax": name, "precision": precision, "end_to_end_ms": total, "read_ms": read,
+                                 "inference_ms": inference, "non_inference_ms": total - inference,
+                                 "peer_end_to_end_ms": peer_ms, "speedup_vs_peer": peer_ms / total})
+        for name, path in inputs.items():
+            report["floors"][name] = _floors(path, repeat)
+        if "jpeg2000" in inputs:
+            report["jpeg2000_decoders"] = _j2k_decoders(inputs["jpeg2000"], repeat)
+    for row in rows:
+        base = next((r for r in rows if r["syntax"] == "uncompressed" and r["precision"] == row["precision"]), None)
+        row["vs_uncompressed"] = row["end_to_end_ms"] / base["end_to_end_ms"] if base else None
+    return report
+
+
+def render_read_table(section: dict[str, Any]) -> str:
+    """The read-path section as Markdown tables."""
+    lines = ["| syntax | precision | end to end ms | read ms | non-inference ms | × uncompressed | peer ms | ours vs peer |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in section["rows"]:
+        vs = f"{r['vs_uncompressed']:.2f}" if r.get("vs_uncompressed") else "—"
+        lines.append(f"| {r['syntax']} | {r['precision']} | {r['end_to_end_ms']:.1f} | {r['read_ms']:.1f} | "
+                     f"{r['non_inference_ms']:.1f} | {vs} | {r['peer_end_to_end_ms']:.1f} | {r['speedup_vs_peer']:.2f}× |")
+    lines += ["", "| syntax | file MB | raw read ms | decode alone ms (full res) | memcpy GB/s |", "|---|---|---|---|---|"]
+    for name, f in section["floors"].items():
+        lines.append(f"| {name} | {f['file_bytes'] / 1e6:.1f} | {f['raw_read_ms']:.2f} | {f['decode_full_ms']:.1f} | "
+                     f"{f['memcpy_gb_s']:.1f} |")
+    if section.get("jpeg2000_decoders"):
+        lines += ["", "| JPEG 2000 decoder | ms (or shape) |", "|---|---|"]
+        for k, v in section["jpeg2000_decoders"].items():
+            lines.append(f"| {k} | {v if isinstance(v, str) else f'{v:.1f}'} |")
+    return "\n".join(lines)
