@@ -74,7 +74,7 @@ def test_losses_reward_the_right_answer() -> None:
 
 
 def test_fov_crop_marks_cut_off_landmarks_not_visible_and_keeps_their_place() -> None:
-    from cervisag_edge.training.data import random_fov_crop
+    from cervisag_edge.tooling.training.data import random_fov_crop
 
     sample = PhantomSource(13, 1, 240)[0]
     rng = np.random.default_rng(5)
@@ -109,8 +109,8 @@ def test_cut_off_landmarks_get_an_all_zero_target_and_no_coordinate_loss() -> No
 
 
 def test_init_weights_seed_a_fresh_run(tmp_path: Path) -> None:
-    from cervisag_edge.training.loop import load_init_weights
-    from cervisag_edge.backends.torch_net import LandmarkUNet
+    from cervisag_edge.tooling.training.loop import load_init_weights
+    from cervisag_edge.engine.backends.torch_net import LandmarkUNet
 
     cfg = _cfg()
     a = LandmarkUNet(widths=cfg.widths, out_stride=cfg.stride, head_width=cfg.head_width)
@@ -124,7 +124,7 @@ def test_init_weights_seed_a_fresh_run(tmp_path: Path) -> None:
 def test_fov_crop_never_fails_on_any_framing() -> None:
     """Phantoms come in every framing (cephalograms, neck crops, films ending at C3): the crop
     must cope with levels that lie outside the image."""
-    from cervisag_edge.training.data import random_fov_crop
+    from cervisag_edge.tooling.training.data import random_fov_crop
 
     rng = np.random.default_rng(11)
     for i in range(24):

@@ -31,7 +31,7 @@ def raw_confidences(manifest: Path, data_dir: Path) -> tuple[np.ndarray, np.ndar
     """(N·K,) confidences (0 where the decoder put the landmark outside the image or left its level
     out) and the matching (N·K,) COCO visibility of every labelled image."""
     from cervisag_edge import Measurer
-    from cervisag_edge.verify.dataset import load_dataset
+    from cervisag_edge.tooling.verify.dataset import load_dataset
 
     ds = load_dataset(data_dir)
     confs, vis = [], []

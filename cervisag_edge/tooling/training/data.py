@@ -222,7 +222,7 @@ def apply_intensity(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     """Photometric augmentation of a [0, 1] display image (H, W) → (H, W) float32.
 
     With probability ``cfg.photometric_p`` the shared clinical-processing module
-    (:func:`cervisag_edge.phantom.augment.augment_display`: multiscale contrast, unsharp masking,
+    (:func:`cervisag_edge.tooling.phantom.augment.augment_display`: multiscale contrast, unsharp masking,
     LUTs, inversion, noise, blur, resampling, dropout, exposure) is used; otherwise a mild
     gamma/contrast/blur/noise jitter keeps some clean images in every batch.
     """
