@@ -1,6 +1,6 @@
 """Accuracy regression gate of the shipped model on a small fixed phantom set (CI).
 
-The set is regenerated deterministically (seed 4242, 12 phantoms: one of each variant) and
+The set is regenerated deterministically (seed 4242, 40 phantoms of every variant and framing, 1024 px) and
 measured end to end from DICOM with ``cervisag verify``. The expected figures and their
 tolerances live in ``cervisag_edge/data/thresholds_ci_phantoms.json`` (written down when the
 model was shipped; see engines/MODEL_CARD.md). A model, reader or decoder change that moves
@@ -16,7 +16,8 @@ import pytest
 from cervisag_edge.cli.main import main
 
 CI_SEED = 4242
-CI_COUNT = 12
+CI_COUNT = 40
+CI_LONG_SIDE = 1024
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def ci_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cervisag_edge.tooling.phantom import generate_dataset
 
     out = tmp_path_factory.mktemp("ci_phantoms")
-    generate_dataset(out, CI_COUNT, CI_SEED, progress=False)
+    generate_dataset(out, CI_COUNT, CI_SEED, progress=False, out_long_side=CI_LONG_SIDE)
     return out
 
 
