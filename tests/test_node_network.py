@@ -79,9 +79,11 @@ def test_four_associations_deliver_sr_gsps_sc_and_reject_unknown_ae(tmp_path, ph
             assert {k: len(v) for k, v in kinds.items()} == {"sr": 1, "gsps": 1, "sc": 1}, source
         assert len(list((tmp_path / "pacs").iterdir())) == 3 * len(got)
         # dsrdump shows the coordinates of the landmarks
-        sr_file = next(f for f in sorted((tmp_path / "pacs").iterdir()) if f.name.startswith("SR"))
-        dump = subprocess.run([dcmtk("dsrdump"), str(sr_file)], capture_output=True, text=True, timeout=60).stdout
-        assert "SCOORD" in dump and "POINT" in dump and "Landmark detection confidence" in dump
+        # (an image whose landmarks all came out below the visibility threshold has no points: most do)
+        dumps = [subprocess.run([dcmtk("dsrdump"), str(f)], capture_output=True, text=True, timeout=60).stdout
+                 for f in sorted((tmp_path / "pacs").iterdir()) if f.name.startswith("SR")]
+        with_points = [d for d in dumps if "SCOORD" in d and "POINT" in d and "Landmark detection confidence" in d]
+        assert dumps and len(with_points) >= len(dumps) / 2, f"{len(with_points)} of {len(dumps)} SRs carry SCOORD points"
         # the log: one line per association and per study; the intruder is named
         log = node.text()
         assoc = _log_events(log, "association")

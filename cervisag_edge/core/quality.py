@@ -3,7 +3,7 @@
 Flags (``docs/uncertainty.md`` gives the rules and the numbers measured on phantoms):
 
 - ``not_lateral_cspine``: fewer than :data:`MIN_LEVELS` vertebral levels (C2…T1 with at least
-  three corners visible), or a near-uniform image. Such an image gets no parameters
+  three corners peaking at :data:`LEVEL_EVIDENCE` or more inside the image), or a near-uniform image. Such an image gets no parameters
   (:func:`blocks_parameters`).
 - ``partial_field_of_view``: the column of levels stops near an image edge (or its extrapolated
   continuation lies outside the image) before C7 at the bottom, or the skull/C1 landmarks are
@@ -31,8 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FLAGS: tuple[str, ...] = ("not_lateral_cspine", "partial_field_of_view", "low_confidence", "implausible_anatomy",
                           "spacing_unknown")
-#: Vertebral levels (≥ 3 corners visible) a lateral cervical film must show.
+#: Vertebral levels (≥ 3 corners with evidence) a lateral cervical film must show.
 MIN_LEVELS = 2
+#: Heatmap peak that counts as evidence of a corner for ``not_lateral_cspine`` (below the model's
+#: reporting threshold on purpose: a corner can be too uncertain to report yet clearly there).
+LEVEL_EVIDENCE = 0.3
 #: Display images with a standard deviation below this are blank.
 MIN_DISPLAY_STD = 0.02
 LOW_MEDIAN_CONFIDENCE = 0.75
@@ -128,7 +131,10 @@ def assess(pts_px: np.ndarray, confidence: np.ndarray, visible: np.ndarray, insi
     est_pts = pts if estimated_px is None else np.asarray(estimated_px, dtype=np.float64)
     flags: list[QualityFlag] = []
     corners_vis = vis[_LEVELS].sum(axis=1)  # (7,)
-    n_levels = int((corners_vis >= 3).sum())
+    # whether the film shows a cervical spine at all is judged on the evidence, not on the reporting
+    # threshold: a level counts when three corners peak at LEVEL_EVIDENCE or more inside the image
+    evidence = np.asarray(inside, dtype=bool) & (conf >= LEVEL_EVIDENCE)
+    n_levels = int((evidence[_LEVELS].sum(axis=1) >= 3).sum())
     blank = display is not None and float(np.std(np.asarray(display)[::8, ::8])) < MIN_DISPLAY_STD  # every 8th px: 1/64 of the cost
     if n_levels < MIN_LEVELS or blank:
         why = ("the image is nearly uniform" if blank else
