@@ -398,15 +398,20 @@ def _rng_bytes(n: int, seed: int) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
+def dataset_with(**attrs: Any):
+    """:func:`valid_dataset` with ``attrs`` set (a value of None deletes the element)."""
+    ds = valid_dataset()
+    for key, value in attrs.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    return ds
+
+
 def _mods(**attrs: Any) -> Callable[[Path], None]:
     def build(path: Path) -> None:
-        ds = valid_dataset()
-        for key, value in attrs.items():
-            if value is None:
-                delattr(ds, key)
-            else:
-                setattr(ds, key, value)
-        path.write_bytes(dicom_bytes(ds))
+        path.write_bytes(dicom_bytes(dataset_with(**attrs)))
 
     return build
 

@@ -11,18 +11,12 @@ import pytest
 from cervisag_edge.errors import InputError
 from cervisag_edge.io import read_image
 
-from corpus import dicom_bytes, valid_dataset
+from corpus import dataset_with, dicom_bytes, valid_dataset
 
 
 def _write(tmp_path: Path, name: str = "img.dcm", **attrs: object) -> Path:
-    ds = valid_dataset()
-    for key, value in attrs.items():
-        if value is None:
-            delattr(ds, key)
-        else:
-            setattr(ds, key, value)
     path = tmp_path / name
-    path.write_bytes(dicom_bytes(ds))
+    path.write_bytes(dicom_bytes(dataset_with(**attrs)))
     return path
 
 
