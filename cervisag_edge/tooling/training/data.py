@@ -137,6 +137,10 @@ class AugmentConfig:
     flip_p: float = 0.5
     crop_p: float = 0.4
     photometric_p: float = 0.85
+    #: landmark-aware variants (:mod:`cervisag_edge.tooling.phantom.marks`): the C2 synchondrosis
+    #: remnant, and annotation tracings left on the film or inpainted away
+    synchondrosis_p: float = 0.35
+    marks_p: float = 0.35
     gamma_range: tuple[float, float] = (0.7, 1.45)
     contrast_range: tuple[float, float] = (0.75, 1.25)
     brightness: float = 0.08
@@ -240,6 +244,19 @@ def apply_intensity(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def apply_marks(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Landmark-aware variants of a [0, 1] display (H, W) → (H, W) float32: with probability
+    ``cfg.synchondrosis_p`` a C2 synchondrosis remnant, with ``cfg.marks_p`` annotation marks
+    (:mod:`cervisag_edge.tooling.phantom.marks`). ``pts`` (K, 2) in the image's pixels."""
+    from ..phantom.marks import annotation_marks, synchondrosis
+
+    if rng.random() < cfg.synchondrosis_p:
+        img = synchondrosis(img, pts, rng)
+    if rng.random() < cfg.marks_p:
+        img = annotation_marks(img, pts, rng)
+    return img
+
+
 def make_example(sample: Sample, codec: UDPHeatmapCodec, mean: float, std: float, pad_value: float,
                  rng: np.random.Generator | None, cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input (1,H_in,W_in) float32 normalised, target heatmaps (K,h,w), keypoints in input px (K,2))."""
@@ -250,6 +267,7 @@ def make_example(sample: Sample, codec: UDPHeatmapCodec, mean: float, std: float
     M = sample_affine((W, H), input_size, rng, cfg)
     img = sample.display
     if rng is not None:
+        img = apply_marks(img, sample.landmarks_px, rng, cfg)
         img = apply_intensity(img, rng, cfg)
     # anti-alias before a strong downscale so warpAffine (bilinear) matches INTER_AREA statistics
     scale = math.sqrt(abs(np.linalg.det(M[:, :2])))
