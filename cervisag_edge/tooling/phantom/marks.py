@@ -58,8 +58,9 @@ def _extend(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> tuple[np.ndar
     return a - lo * d, b + hi * d
 
 
-def _stroke_mask(shape: tuple[int, int], pts: np.ndarray, rng: np.random.Generator, h_px: float) -> np.ndarray:
-    """(H, W) uint8 mask of a tracing: endplate and wall lines, landmark dots, a few labels."""
+def _stroke_mask(shape: tuple[int, int], pts: np.ndarray, rng: np.random.Generator, h_px: float, labels: int | None = None) -> np.ndarray:
+    """(H, W) uint8 mask of a tracing: endplate and wall lines, landmark dots, and ``labels``
+    stray strokes anywhere (None: 0–3 at random)."""
     mask = np.zeros(shape, np.uint8)
     thick = max(1, int(round(h_px * rng.uniform(0.06, 0.25))))
     levels = [k for k in range(_LEVELS) if _level(pts, k) is not None]
@@ -86,21 +87,23 @@ def _stroke_mask(shape: tuple[int, int], pts: np.ndarray, rng: np.random.Generat
                 if rng.random() < 0.7:
                     cv2.circle(mask, tuple(int(round(v)) for v in c), r, 255, -1, cv2.LINE_AA)
     H, W = shape
-    for _ in range(int(rng.integers(0, 4))):  # labels and stray strokes anywhere
+    for _ in range(int(rng.integers(0, 4)) if labels is None else labels):  # labels and stray strokes
         x, y = rng.uniform(0, W), rng.uniform(0, H)
         ang, ln = rng.uniform(-0.4, 0.4), h_px * rng.uniform(0.5, 2.5)
         cv2.line(mask, (int(x), int(y)), (int(x + ln * math.cos(ang)), int(y + ln * math.sin(ang))), 255, thick, cv2.LINE_AA)
     return mask
 
 
-def annotation_marks(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator, inpaint_p: float = 0.8) -> np.ndarray:
-    """Trace the vertebrae as an annotator would, then inpaint the tracing away (``inpaint_p``)
-    or leave it burned in as flat grey/white strokes. Returns ``img`` unchanged when no vertebra
-    is known. (H, W) float32 [0, 1] → (H, W) float32 [0, 1]."""
+def annotation_marks(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator, inpaint_p: float = 0.8,
+                     labels: int | None = None) -> np.ndarray:
+    """Trace the vertebrae as an annotator would (plus ``labels`` stray strokes; None: 0–3),
+    then inpaint the tracing away (probability ``inpaint_p``) or leave it burned in as flat
+    grey/white strokes. Returns ``img`` unchanged when no vertebra is known.
+    (H, W) float32 [0, 1] → (H, W) float32 [0, 1]."""
     h_px = body_height_px(pts)
     if h_px is None or h_px < 4:
         return img
-    mask = _stroke_mask(img.shape, pts, rng, h_px)
+    mask = _stroke_mask(img.shape, pts, rng, h_px, labels)
     if not mask.any():
         return img
     src = np.ascontiguousarray(img, dtype=F32)
