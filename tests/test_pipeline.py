@@ -33,11 +33,11 @@ def test_measurement_structure(measurer: Measurer, image: np.ndarray) -> None:
     assert m.model_sha256 == measurer.manifest.sha256 and m.model_id == "cervisag_unet:fp32"
     assert set(STAGES) <= set(m.timings_ms)
     assert m.timings_ms["total_ms"] >= m.timings_ms["inference_ms"] > 0
-    for lm in m.landmarks:
+    for lm, thr in zip(m.landmarks, measurer.visibility.thresholds):
         assert lm.x_mm == pytest.approx(lm.x_px * 0.12) and lm.y_mm == pytest.approx(lm.y_px * 0.15)
         assert np.isfinite(lm.confidence)
         if lm.visible:
-            assert lm.confidence >= measurer.confidence_threshold
+            assert lm.confidence >= thr
             assert -0.5 <= lm.x_px <= 699.5 and -0.5 <= lm.y_px <= 899.5
     d = m.to_dict()
     assert d["pixel_spacing_mm"] == [0.15, 0.12] and d["spacing_source"] == "user"

@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""Calibrate the visibility threshold of a model on labelled held-out data; write it to the manifest.
+"""Calibrate a model's visibility rule on labelled held-out data; write it to the manifest.
 
-    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [--max-false-visible 0]
+    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [--max-unexposed-percent 10]
 
 ``CALIB_DIR`` is a COCO keypoints set (``cervisag phantoms CALIB_DIR --count N --seed S`` with a seed
 used neither for training nor for the held-out test set). Every image is measured with the
-threshold at 0, so the raw heatmap peak (the confidence) of every landmark is seen. A landmark
-outside the image or not labelled (COCO v = 0) must never be reported visible; hidden ones
-(v = 1) should not be either. The threshold is the smallest value at which at most
-``--max-false-visible`` v = 0 landmarks of the set would still be reported visible, raised by
-``--margin``; the manifest's ``codec.confidence_threshold`` gets it and ``extra.visibility_calibration``
-records the counts, the visible recall at that threshold and the data it came from.
+threshold at 0, so the raw heatmap peak (the confidence) of every landmark is seen, with where it
+was decoded. The rule (:mod:`cervisag_edge.core.visibility`) has one threshold per landmark group
+(skull, C1, dens, vertebral corners) and an edge guard (a higher threshold within a margin of
+the image border). For every edge guard on a small grid, each group gets the lowest threshold at
+which, on the calibration data,
+
+- no landmark that lies **outside the image** (v = 0, annotated position off the frame) is
+  reported visible (``--max-false-visible``, default 0), and
+- at most ``--max-unexposed-percent`` of the v = 0 landmarks that lie inside the image (under a
+  collimator shutter) are;
+
+then the edge guard with the best visible recall wins, and every threshold is raised by
+``--margin``. The manifest's codec gets the rule; ``extra.visibility_calibration`` records the
+counts, the visible recall and the data it came from.
 """
 from __future__ import annotations
 
@@ -26,69 +34,135 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger("calibrate_visibility")
 
+#: Landmark groups that get one threshold each (indices into the 34-landmark schema).
+GROUPS: dict[str, tuple[int, ...]] = {"skull": (0, 1), "c1": (2, 3), "dens": (4, 5), "vertebrae": tuple(range(6, 34))}
+MARGINS_PX = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+EDGE_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
+GRID = np.round(np.arange(0.2, 0.951, 0.01), 4)
 
-def raw_confidences(manifest: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N·K,) confidences (0 where the decoder put the landmark outside the image or left its level
-    out) and the matching (N·K,) COCO visibility of every labelled image."""
+
+def raw_observations(manifest: Path, data_dir: Path) -> dict[str, np.ndarray]:
+    """Per landmark (N, K): confidence (0 where the chain left it out), edge distance in model
+    input px (negative outside the image), COCO visibility, and whether the annotated position
+    lies outside the image."""
     from cervisag_edge import Measurer
+    from cervisag_edge.core.visibility import edge_distance_input_px
+    from cervisag_edge.engine.preprocess import letterbox_geometry
     from cervisag_edge.tooling.verify.dataset import load_dataset
 
     ds = load_dataset(data_dir)
-    confs, vis = [], []
+    conf, edge, vis, off = [], [], [], []
     with Measurer(str(manifest), confidence_threshold=0.0) as m:
         for item in ds.items:
             meas = m.measure(item.path, pixel_spacing_mm=item.pixel_spacing_mm)
-            # at threshold 0 a landmark is "visible" when the decoder found it inside the image: only
-            # those can be reported visible at any threshold, so the others count as confidence 0
-            confs.append([lm.confidence if lm.visible else 0.0 for lm in meas.landmarks])
+            pts = np.array([[lm.x_px, lm.y_px] for lm in meas.landmarks], dtype=np.float64)
+            h_in, w_in = m.manifest.input_hw
+            scale = letterbox_geometry(meas.image_size_px, (w_in, h_in))[1].sx  # as Measurer.decode
+            # at threshold 0 "visible" = found by the chain and inside the image
+            conf.append([lm.confidence if lm.visible else 0.0 for lm in meas.landmarks])
+            edge.append(edge_distance_input_px(pts, meas.image_size_px, scale))
             vis.append(item.visibility)
-    return np.asarray(confs, dtype=np.float64).ravel(), np.asarray(vis, dtype=np.int64).ravel()
+            ref = item.all_keypoints_px if item.all_keypoints_px is not None else item.keypoints_px
+            w, h = item.width, item.height
+            with np.errstate(invalid="ignore"):
+                off.append((ref[:, 0] < -0.5) | (ref[:, 0] > w - 0.5) | (ref[:, 1] < -0.5) | (ref[:, 1] > h - 0.5))
+    return {"conf": np.asarray(conf), "edge_px": np.nan_to_num(np.asarray(edge), nan=-1.0), "vis": np.asarray(vis, dtype=np.int64),
+            "off_image": np.asarray(off, dtype=bool)}
 
 
-def choose_threshold(conf: np.ndarray, vis: np.ndarray, max_false_visible: int = 0, margin: float = 0.02) -> dict[str, float]:
-    """The smallest threshold reporting at most ``max_false_visible`` v = 0 landmarks visible, + margin."""
-    absent = np.sort(conf[vis == 0])[::-1]
-    if absent.size > max_false_visible:
-        thr = float(absent[max_false_visible]) + margin
-    else:
-        thr = margin
-    thr = float(min(max(thr, 0.05), 0.95))
-    shown = vis == 2
+def _reported(conf: np.ndarray, edge: np.ndarray, thr: np.ndarray, margin: float, edge_thr: float) -> np.ndarray:
+    """(..., T) bool for thresholds ``thr`` (T,) broadcast against (...,) observations."""
+    c, e = conf[..., None], edge[..., None]
+    return (c >= thr) & (e >= 0) & ((e >= margin) | (c >= edge_thr))
+
+
+def choose_rule(obs: dict[str, np.ndarray], max_false_visible: int = 0, max_unexposed_percent: float = 10.0,
+                margin: float = 0.02) -> dict:
+    """The rule with the best visible recall under the constraints (see the module docstring)."""
+    conf, edge, vis, off = obs["conf"], obs["edge_px"], obs["vis"], obs["off_image"]
+    best = None
+    for m_px in MARGINS_PX:
+        for e_thr in (EDGE_THRESHOLDS if m_px > 0 else (0.0,)):
+            thr = np.zeros(conf.shape[1])
+            ok = True
+            for idx in GROUPS.values():
+                cols = list(idx)
+                c, e, v, o = conf[:, cols].ravel(), edge[:, cols].ravel(), vis[:, cols].ravel(), off[:, cols].ravel()
+                rep = _reported(c, e, GRID, m_px, e_thr)  # (n, T)
+                false_off = (rep & ((v == 0) & o)[:, None]).sum(0)
+                unexposed = (v == 0) & ~o
+                false_unexp = (rep & unexposed[:, None]).sum(0)
+                allowed_unexp = max_unexposed_percent / 100.0 * unexposed.sum()
+                good = (false_off <= max_false_visible) & (false_unexp <= allowed_unexp)
+                if not good.any():
+                    ok = False
+                    break
+                t = float(GRID[int(np.argmax(good))]) + margin  # the lowest good threshold, raised
+                thr[cols] = min(t, 1.0)
+            if not ok:
+                continue
+            e_final = min(e_thr + margin, 1.0) if m_px > 0 else 0.0
+            rep = (conf >= thr) & (edge >= 0) & ((edge >= m_px) | (conf >= e_final))
+            recall_hits = int(rep[vis == 2].sum())
+            if best is None or recall_hits > best[0]:
+                best = (recall_hits, thr.copy(), m_px, e_final, rep)
+    if best is None:
+        raise ValueError("no visibility rule meets the constraints on this calibration set")
+    _, thr, m_px, e_thr, rep = best
+    shown, unexposed, offimg = vis == 2, (vis == 0) & ~off, (vis == 0) & off
     return {
-        "threshold": round(thr, 4),
+        "thresholds": {name: round(float(thr[idx[0]]), 4) for name, idx in GROUPS.items()},
+        "threshold_per_landmark": thr,
+        "edge_margin_px": m_px,
+        "edge_confidence_threshold": round(e_thr, 4),
         "n_landmarks": int(conf.size),
         "n_visible": int(shown.sum()),
         "n_hidden": int((vis == 1).sum()),
-        "n_absent": int((vis == 0).sum()),
-        "visible_recall_percent": float((conf[shown] >= thr).mean() * 100) if shown.any() else float("nan"),
-        "hidden_reported_visible_percent": float((conf[vis == 1] >= thr).mean() * 100) if (vis == 1).any() else 0.0,
-        "absent_reported_visible": int((conf[vis == 0] >= thr).sum()),
-        "absent_confidence_p99": float(np.percentile(absent, 99)) if absent.size else float("nan"),
-        "visible_confidence_p01": float(np.percentile(conf[shown], 1)) if shown.any() else float("nan"),
+        "n_outside_image": int(offimg.sum()),
+        "n_unexposed": int(unexposed.sum()),
+        "visible_recall_percent": float(rep[shown].mean() * 100) if shown.any() else float("nan"),
+        "hidden_reported_visible_percent": float(rep[vis == 1].mean() * 100) if (vis == 1).any() else 0.0,
+        "outside_image_reported_visible": int(rep[offimg].sum()),
+        "unexposed_reported_visible": int(rep[unexposed].sum()),
     }
+
+
+def rule_from_result(result: dict):
+    from cervisag_edge.core.visibility import VisibilityRule
+
+    return VisibilityRule(tuple(float(t) for t in result["threshold_per_landmark"]), float(result["edge_margin_px"]),
+                          float(result["edge_confidence_threshold"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("manifest", type=Path, help="FP32 model manifest (precision variants copy its codec)")
     ap.add_argument("data", type=Path, help="COCO keypoints calibration set (never the test set)")
-    ap.add_argument("--max-false-visible", type=int, default=0)
-    ap.add_argument("--margin", type=float, default=0.02)
+    ap.add_argument("--max-false-visible", type=int, default=0, help="landmarks outside the image allowed visible")
+    ap.add_argument("--max-unexposed-percent", type=float, default=10.0,
+                    help="%% of the v = 0 landmarks inside the image (under shutters) allowed visible")
+    ap.add_argument("--margin", type=float, default=0.02, help="added to every calibrated threshold")
     ap.add_argument("--describe", default="", help="what the calibration set is, for the manifest")
     ap.add_argument("--dry-run", action="store_true", help="print, do not write the manifest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    conf, vis = raw_confidences(args.manifest, args.data)
-    result = choose_threshold(conf, vis, args.max_false_visible, args.margin)
-    result["data"] = args.describe or str(args.data.name)
-    logger.info("calibration %s", json.dumps(result))
+    obs = raw_observations(args.manifest, args.data)
+    result = choose_rule(obs, args.max_false_visible, args.max_unexposed_percent, args.margin)
+    rule = rule_from_result(result)
+    record = {k: v for k, v in result.items() if k != "threshold_per_landmark"}
+    record["data"] = args.describe or str(args.data.name)
+    record["constraints"] = {"max_false_visible": args.max_false_visible, "max_unexposed_percent": args.max_unexposed_percent,
+                             "margin": args.margin}
+    logger.info("calibration %s", json.dumps(record))
     if args.dry_run:
         return 0
     doc = json.loads(args.manifest.read_text())
-    doc["codec"]["confidence_threshold"] = result["threshold"]
-    doc.setdefault("extra", {})["visibility_calibration"] = result
+    for key in ("confidence_threshold", "confidence_thresholds", "edge_margin_px", "edge_confidence_threshold"):
+        doc["codec"].pop(key, None)
+    doc["codec"].update(rule.to_codec())
+    doc.setdefault("extra", {})["visibility_calibration"] = record
     args.manifest.write_text(json.dumps(doc, indent=2) + "\n")
-    logger.info("wrote codec.confidence_threshold = %.4f to %s", result["threshold"], args.manifest)
+    logger.info("wrote the visibility rule (%s) to %s", rule.describe(), args.manifest)
     return 0
 
 

@@ -39,6 +39,7 @@ from .measurement import Landmark, Measurement
 from .parameters import parameters_from_px
 from ..engine.preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
 from .uncertainty import UncertaintyCalibration, annotate
+from .visibility import VisibilityRule, edge_distance_input_px
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runner import StudyResult
@@ -105,7 +106,8 @@ class Measurer:
     ``model``: None (the shipped model), a model name in ``engines/``, or a manifest/ONNX path.
     ``backend``: ``onnxruntime`` (default), ``tensorrt``, ``torch`` or ``auto``.
     ``precision``: ``fp32``, ``fp16`` or ``int8`` (the variant that suits the backend is chosen).
-    ``confidence_threshold``: landmarks below it are not visible (default: the manifest's).
+    ``confidence_threshold``: one threshold for every landmark, no edge guard (default: the
+    manifest's calibrated rule, :mod:`cervisag_edge.core.visibility`).
     ``estimates``: report estimated hidden landmarks and the parameters that need them (flagged
     estimated); False gives None for those, as measured-only callers expect.
     """
@@ -131,10 +133,14 @@ class Measurer:
         self.precision = precision
         self.codec = UDPHeatmapCodec.from_manifest(self.manifest.codec)
         self.chain_prior = prior_for_manifest(self.manifest)  # None: every landmark decoded alone
-        default_thr = float(self.manifest.codec.get("confidence_threshold", 0.3))
-        self.confidence_threshold = default_thr if confidence_threshold is None else float(confidence_threshold)
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ValueError(f"confidence_threshold {self.confidence_threshold} must lie in [0, 1]")
+        if confidence_threshold is not None:
+            self.visibility = VisibilityRule.plain(confidence_threshold)  # ValueError names the value
+        else:
+            try:
+                self.visibility = VisibilityRule.from_codec(self.manifest.codec)
+            except ValueError as exc:
+                raise ModelError(f"{resolved.manifest_path}: {exc}") from None
+        self.confidence_threshold = self.visibility.threshold
         self.estimates = bool(estimates)
         self.uncertainty = UncertaintyCalibration.from_manifest(self.manifest)
         self.load_ms = _ms(t0)
@@ -170,8 +176,8 @@ class Measurer:
             res = decode_chain(heatmaps, self.chain_prior, self.codec)
             pts_in, conf, found = self.codec.heatmap_to_input(res.landmarks_hm), res.confidence, res.found
         pts = tf.to_original(pts_in)
-        visible = found & (conf >= self.confidence_threshold) & tf.inside_original(pts)
-        return pts, conf, visible
+        edge = edge_distance_input_px(pts, tf.original_size, tf.sx)
+        return pts, conf, self.visibility.visible(conf, found, edge)
 
     # -- public API ---------------------------------------------------------------------
     def measure(self, study: LoadedImage | str | os.PathLike[str], pixel_spacing_mm: tuple[float, float] | None = None
@@ -261,7 +267,7 @@ class Measurer:
         timings["parameters_ms"] = _ms(t4)
         n_hidden = int((~visible).sum())
         if n_hidden:
-            warnings.append(f"{source}: {n_hidden} landmark(s) below confidence {self.confidence_threshold:g} or outside the image")
+            warnings.append(f"{source}: {n_hidden} landmark(s) below {self.visibility.describe()} or outside the image")
         landmarks = tuple(
             Landmark(name, float(p[0]), float(p[1]),
                      float(p[0] * sp[1]) if sp else None, float(p[1] * sp[0]) if sp else None, float(c), bool(v))
