@@ -66,6 +66,8 @@ def test_out_of_frame_counts_only_landmarks_off_the_image() -> None:
     vis = np.array([[2, 0, 0, 0]])  # the last is unlabelled but inside: not "outside"
     reported = np.array([[True, True, False, True]])
     assert M.out_of_frame_reported_visible(reported, pts, vis, np.array([[100, 120]])) == (1, 2)
+    # the v = 0 landmark inside the image (under a shutter) is counted apart
+    assert M.unexposed_reported_visible(reported, pts, vis, np.array([[100, 120]])) == (1, 1)
 
 
 def test_coverage_percent() -> None:
@@ -112,6 +114,7 @@ def test_metrics_document_and_report_carry_the_new_metrics(tmp_path) -> None:
     partial = _record(2, pred, moved, vis, {**full, "ccl_deg": None}, moved)
     doc = compute_metrics([good, partial])
     assert doc["out_of_frame_reported_visible"] == 4 and doc["n_out_of_frame"] == 8
+    assert doc["unexposed_reported_visible"] == 0 and doc["n_unexposed"] == 0
     la = doc["level_assignment"]
     assert (la["n_assessed"], la["n_right"], la["n_misplaced"]) == (13, 12, 1)
     assert doc["level_accuracy_percent"] == pytest.approx(100 * 12 / 13)

@@ -139,8 +139,9 @@ def framing_metrics(records: Sequence[ImageRecord]) -> dict[str, Any]:
     levels = M.level_assignment(pred[:, idx] * sp, ref[:, idx] * sp, vis[:, idx], full[:, idx] * sp)
     sized = [i for i, r in enumerate(ok) if r.image_size_px is not None]
     reported = np.all(np.isfinite(pred), axis=-1)
-    oof_vis, oof = M.out_of_frame_reported_visible(reported[sized], full[sized], vis[sized],
-                                                    np.array([ok[i].image_size_px for i in sized]).reshape(len(sized), 2))
+    sizes = np.array([ok[i].image_size_px for i in sized]).reshape(len(sized), 2)
+    oof_vis, oof = M.out_of_frame_reported_visible(reported[sized], full[sized], vis[sized], sizes)
+    unexp_vis, unexp = M.unexposed_reported_visible(reported[sized], full[sized], vis[sized], sizes)
     coverage: dict[str, dict[str, Any]] = {}
     for k in PARAMETER_KEYS:
         elig = np.array([bool(r.params_eligible and r.params_eligible.get(k)) for r in ok], dtype=bool)
@@ -152,6 +153,8 @@ def framing_metrics(records: Sequence[ImageRecord]) -> dict[str, Any]:
         "level_assignment": levels.to_dict(),
         "out_of_frame_reported_visible": oof_vis,
         "n_out_of_frame": oof,
+        "unexposed_reported_visible": unexp_vis,
+        "n_unexposed": unexp,
         "coverage": coverage,
     }
 

@@ -422,11 +422,26 @@ def out_of_frame_reported_visible(reported: np.ndarray, ref_all_px: np.ndarray, 
     """
     rep = np.asarray(reported, dtype=bool)
     p = np.asarray(ref_all_px, dtype=np.float64)
+    out = _off_image(p, size_px) & np.all(np.isfinite(p), axis=-1) & (np.asarray(visibility) == 0)
+    return int((out & rep).sum()), int(out.sum())
+
+
+def unexposed_reported_visible(reported: np.ndarray, ref_all_px: np.ndarray, visibility: np.ndarray,
+                               size_px: np.ndarray) -> tuple[int, int]:
+    """(landmarks inside the image but not visible in the reference (v = 0: under a collimator
+    shutter) that the runtime reports visible, such landmarks). Arguments as
+    :func:`out_of_frame_reported_visible`."""
+    rep = np.asarray(reported, dtype=bool)
+    p = np.asarray(ref_all_px, dtype=np.float64)
+    inside = ~_off_image(p, size_px) & np.all(np.isfinite(p), axis=-1) & (np.asarray(visibility) == 0)
+    return int((inside & rep).sum()), int(inside.sum())
+
+
+def _off_image(p: np.ndarray, size_px: np.ndarray) -> np.ndarray:
+    """(N, K) bool: (N, K, 2) positions off the pixel area [-0.5, W - 0.5] × [-0.5, H - 0.5]."""
     sz = np.asarray(size_px, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        off = (p[..., 0] < -0.5) | (p[..., 0] > sz[:, None, 0] - 0.5) | (p[..., 1] < -0.5) | (p[..., 1] > sz[:, None, 1] - 0.5)
-    out = off & np.all(np.isfinite(p), axis=-1) & (np.asarray(visibility) == 0)
-    return int((out & rep).sum()), int(out.sum())
+        return (p[..., 0] < -0.5) | (p[..., 0] > sz[:, None, 0] - 0.5) | (p[..., 1] < -0.5) | (p[..., 1] > sz[:, None, 1] - 0.5)
 
 
 def coverage_percent(reported: np.ndarray, eligible: np.ndarray) -> tuple[float, int, int]:

@@ -147,6 +147,8 @@ def _framing_lines(m: Mapping[str, Any]) -> list[str]:
              f"| vertebrae at the right level (mean corner error < ½ body height) | {_fmt(m.get('level_accuracy_percent'), 2)} % "
              f"({la['n_right']} of {la['n_assessed']}; {la['n_missed']} missed, {la['n_misplaced']} misplaced) |",
              f"| landmarks outside the image reported visible | {m.get('out_of_frame_reported_visible')} of {m.get('n_out_of_frame')} |",
+             f"| landmarks inside the image but unexposed (v = 0, under a shutter) reported visible | "
+             f"{m.get('unexposed_reported_visible')} of {m.get('n_unexposed')} |",
              "", "| parameter | coverage % | reported / eligible (all its landmarks visible in the reference) |", "|---|---|---|"]
     for k, p in m["parameters"].items():
         if "coverage_percent" in p:
