@@ -1,0 +1,92 @@
+"""The gate: a site model is verified only when ``cervisag verify`` passes on the site's held-out
+labelled studies with the chosen thresholds *and* it is no worse there than the model it came from.
+
+Both models are measured by the runtime (ONNX Runtime, FP32) on the same held-out studies; the
+candidate's metrics document is written beside its manifest and its sha256 recorded, so the
+manifest says which verification it passed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ...engine.manifest import sha256_file
+from ..verify import MeasurerSpec, verify
+from ..verify.dataset import VerifyDataset
+from ..verify.thresholds import ThresholdSet
+
+logger = logging.getLogger(__name__)
+
+#: the candidate's held-out MRE may exceed the base model's by at most this (mm)
+MRE_TOLERANCE_MM = 0.0
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """``passed`` only when the thresholds pass and the candidate is no worse than the base."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+    base: Mapping[str, Any]
+    candidate: Mapping[str, Any]
+    record: Mapping[str, Any]
+
+
+def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {"mre_mm": metrics.get("mre_mm"), "sdr_percent": metrics.get("sdr_percent"),
+            "n_images": metrics.get("n_images"), "n_failed": metrics.get("n_failed"),
+            "mae": {k: v.get("mae") for k, v in (metrics.get("parameters") or {}).items()},
+            "icc_pooled": metrics.get("icc_pooled"), "passed_thresholds": metrics.get("passed")}
+
+
+def thresholds_record(thresholds: ThresholdSet) -> dict[str, Any]:
+    """Name, version and the rules of a threshold set, with the sha256 of its canonical JSON."""
+    rules = [{"metric": t.metric, "op": t.op, "value": t.value, "tolerance": t.tolerance} for t in thresholds.thresholds]
+    text = json.dumps({"name": thresholds.name, "version": thresholds.version, "thresholds": rules}, sort_keys=True)
+    return {"name": thresholds.name, "version": thresholds.version, "rules": rules,
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def run_gate(candidate_manifest: str | Path, base_manifest: str | Path, heldout: VerifyDataset, thresholds: ThresholdSet,
+             out_dir: str | Path, *, threads: int | None = 1, mre_tolerance_mm: float = MRE_TOLERANCE_MM,
+             base_metrics: Mapping[str, Any] | None = None) -> GateResult:
+    """Verify base and candidate on ``heldout``; write ``verify_base.json`` and
+    ``verify_candidate.json`` into ``out_dir``; return the verdict and the manifest record.
+    ``base_metrics`` (an earlier base run on the same studies) skips measuring the base again."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if base_metrics is None:
+        base_out = verify(heldout, MeasurerSpec(model=str(base_manifest), threads=threads), thresholds)
+        base_metrics = dict(base_out.metrics)
+    (out / "verify_base.json").write_text(json.dumps(base_metrics, indent=2, allow_nan=False) + "\n")
+    cand_out = verify(heldout, MeasurerSpec(model=str(candidate_manifest), threads=threads), thresholds)
+    cand_path = out / "verify_candidate.json"
+    cand_path.write_text(json.dumps(cand_out.metrics, indent=2, allow_nan=False) + "\n")
+    reasons = [f"threshold: {f}" for f in cand_out.failures]
+    b_mre, c_mre = base_metrics.get("mre_mm"), cand_out.metrics.get("mre_mm")
+    if c_mre is None or b_mre is None:
+        reasons.append(f"held-out MRE not measurable (candidate {c_mre}, base {b_mre})")
+    elif c_mre > b_mre + mre_tolerance_mm:
+        reasons.append(f"held-out MRE {c_mre:.3f} mm is worse than the base model's {b_mre:.3f} mm "
+                       f"(allowed +{mre_tolerance_mm:g} mm)")
+    passed = not reasons
+    cand_file = Path(candidate_manifest).with_suffix(".onnx")
+    record = {
+        "passed": passed,
+        "reason": "; ".join(reasons) if reasons else "thresholds passed and no worse than the base model",
+        "model_file": cand_file.name,
+        "model_sha256": sha256_file(cand_file) if cand_file.is_file() else None,
+        "heldout": {"n_studies": len(heldout.items), "files": [it.file_name for it in heldout.items]},
+        "thresholds": thresholds_record(thresholds),
+        "criteria": {"thresholds": thresholds.name, "mre_not_worse_than_base_mm": mre_tolerance_mm},
+        "metrics_file": cand_path.name,
+        "metrics_sha256": sha256_file(cand_path),
+        "base": _summary(base_metrics),
+        "candidate": _summary(cand_out.metrics),
+    }
+    logger.info("gate %s: candidate MRE %s mm, base %s mm", "passed" if passed else "refused", c_mre, b_mre)
+    return GateResult(passed, tuple(reasons), base_metrics, dict(cand_out.metrics), record)
