@@ -1,5 +1,7 @@
 """The gate: a site model is verified only when ``cervisag verify`` passes on the site's held-out
-labelled studies with the chosen thresholds *and* it is no worse there than the model it came from.
+labelled studies with the chosen thresholds *and* it is no worse there than the model it came from:
+its MRE no higher (:data:`MRE_TOLERANCE_MM`) and its share of found landmarks no lower
+(:data:`FOUND_TOLERANCE_PCT`), since an MRE alone rewards a model that finds less.
 
 Both models are measured by the runtime (ONNX Runtime, FP32) on the same held-out studies; the
 candidate's metrics document is written beside its manifest and its sha256 recorded, so the
@@ -23,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 #: the candidate's held-out MRE may exceed the base model's by at most this (mm)
 MRE_TOLERANCE_MM = 0.0
+#: ... and find at most this many percentage points fewer of the labelled visible landmarks
+FOUND_TOLERANCE_PCT = 1.0
+
+
+def found_percent(metrics: Mapping[str, Any]) -> float | None:
+    """Share (%) of the labelled visible landmarks the model found (an MRE counts only those)."""
+    n, missed = metrics.get("n_landmarks"), metrics.get("n_missed")
+    if n is None or missed is None or n + missed == 0:
+        return None
+    return 100.0 * n / (n + missed)
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class GateResult:
 def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {"mre_mm": metrics.get("mre_mm"), "sdr_percent": metrics.get("sdr_percent"),
             "n_images": metrics.get("n_images"), "n_failed": metrics.get("n_failed"),
+            "found_percent": found_percent(metrics),
             "mae": {k: v.get("mae") for k, v in (metrics.get("parameters") or {}).items()},
             "icc_pooled": metrics.get("icc_pooled"), "passed_thresholds": metrics.get("passed")}
 
@@ -73,6 +86,10 @@ def run_gate(candidate_manifest: str | Path, base_manifest: str | Path, heldout:
     elif c_mre > b_mre + mre_tolerance_mm:
         reasons.append(f"held-out MRE {c_mre:.3f} mm is worse than the base model's {b_mre:.3f} mm "
                        f"(allowed +{mre_tolerance_mm:g} mm)")
+    b_found, c_found = found_percent(base_metrics), found_percent(cand_out.metrics)
+    if b_found is not None and (c_found or 0.0) < b_found - FOUND_TOLERANCE_PCT:
+        reasons.append(f"finds {c_found or 0.0:.1f} % of the labelled visible landmarks, worse than the base model's "
+                       f"{b_found:.1f} % (allowed -{FOUND_TOLERANCE_PCT:g} points)")
     passed = not reasons
     cand_file = Path(candidate_manifest).with_suffix(".onnx")
     record = {
@@ -82,7 +99,8 @@ def run_gate(candidate_manifest: str | Path, base_manifest: str | Path, heldout:
         "model_sha256": sha256_file(cand_file) if cand_file.is_file() else None,
         "heldout": {"n_studies": len(heldout.items), "files": [it.file_name for it in heldout.items]},
         "thresholds": thresholds_record(thresholds),
-        "criteria": {"thresholds": thresholds.name, "mre_not_worse_than_base_mm": mre_tolerance_mm},
+        "criteria": {"thresholds": thresholds.name, "mre_not_worse_than_base_mm": mre_tolerance_mm,
+                     "found_percent_not_lower_than_base_by": FOUND_TOLERANCE_PCT},
         "metrics_file": cand_path.name,
         "metrics_sha256": sha256_file(cand_path),
         "base": _summary(base_metrics),

@@ -128,8 +128,9 @@ def build_variants(manifest_path: Path, variants: Sequence[str], *, calib_count:
 
 def write_model_card(out_dir: Path, manifest: ModelManifest) -> Path:
     """``MODEL_CARD.md`` of a site model: base, data, method, held-out numbers, the gate."""
-    site, ver = dict(manifest.extra.get("site", {})), dict(manifest.extra.get("verification", {}))
-    b, c = ver.get("base", {}), ver.get("candidate", {})
+    site, ver = dict(manifest.extra.get("site") or {}), dict(manifest.extra.get("verification") or {})
+    b, c = ver.get("base") or {}, ver.get("candidate") or {}
+    split, base, th = site.get("split") or {}, site.get("base") or {}, ver.get("thresholds") or {}
 
     def num(v: Any, digits: int = 3) -> str:
         return "-" if v is None else f"{float(v):.{digits}f}"
@@ -137,13 +138,13 @@ def write_model_card(out_dir: Path, manifest: ModelManifest) -> Path:
     lines = [f"# Site model `{manifest.name}`", "",
              "Adapted by `cervisag adapt` (docs/adaptation.md). Not for diagnostic use.", "",
              "| | |", "|---|---|",
-             f"| base model | `{site.get('base', {}).get('name')}` sha256 `{str(site.get('base', {}).get('onnx_sha256'))[:16]}…` |",
+             f"| base model | `{base.get('name')}` sha256 `{str(base.get('onnx_sha256'))[:16]}…` |",
              f"| method | {site.get('method')} |",
-             f"| studies | {site.get('dataset', {}).get('n_studies', '-')} labelled, split {json.dumps({k: site.get('split', {}).get(k) for k in ('n_train', 'n_val', 'n_test')})} |",
-             f"| unlabelled studies | {site.get('unlabelled', {}).get('n_studies', 0)} |",
+             f"| studies | {(site.get('dataset') or {}).get('n_studies', 0)} labelled, split {json.dumps({k: split.get(k) for k in ('n_train', 'n_val', 'n_test')})} |",
+             f"| unlabelled studies | {(site.get('unlabelled') or {}).get('n_studies', 0)} |",
              f"| date | {site.get('date')} |",
              f"| verified | **{'yes' if ver.get('passed') else 'no'}**: {ver.get('reason')} |",
-             f"| thresholds | {ver.get('thresholds', {}).get('name')} v{ver.get('thresholds', {}).get('version')} |", "",
+             f"| thresholds | {th.get('name')} v{th.get('version')} |", "",
              "Held-out site studies (runtime, ONNX Runtime FP32):", "",
              "| | MRE mm | SDR 2 mm % | n |", "|---|---|---|---|",
              f"| base | {num(b.get('mre_mm'))} | {num((b.get('sdr_percent') or {}).get('2.0'), 1)} | {b.get('n_images', '-')} |",
