@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,7 +64,8 @@ class AdaptOptions:
     reference_count: int = 16
     resume: bool = False
     long_side: int | None = None  # training resolution (default: the base model's)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: the base model's verify metrics on the same held-out studies (skips measuring it again)
+    base_metrics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,9 @@ def adapt(o: AdaptOptions) -> AdaptResult:
                   "dataset": dataset_provenance(site_ds) if site_ds else {"n_studies": 0},
                   "split": split.to_dict() if split else None,
                   "heldout_dataset": dataset_provenance(heldout) if heldout is not None and o.holdout else None,
-                  "options": json.loads(json.dumps({k: v for k, v in asdict(o).items() if k != "extra"}, default=str))}
-    base_metrics = None
-    if heldout is not None:
+                  "options": json.loads(json.dumps({k: v for k, v in asdict(o).items() if k != "base_metrics"}, default=str))}
+    base_metrics = dict(o.base_metrics) if o.base_metrics else None
+    if heldout is not None and base_metrics is None:
         logger.info("before: the base model on %d held-out site studies", len(heldout.items))
         base_metrics = dict(verify(heldout, MeasurerSpec(model=str(base.manifest_path), threads=o.threads), thresholds).metrics)
         logger.info("before: base MRE %s mm", base_metrics.get("mre_mm"))
