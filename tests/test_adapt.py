@@ -205,3 +205,19 @@ def test_site_model_warning_and_folder_resolution(tmp_path: Path) -> None:
     assert manifest_path_for(tmp_path, "onnxruntime", "fp16") == tmp_path / "m.fp16.json"
     (tmp_path / "n.onnx").write_bytes(b"")
     assert model_dir_stem(tmp_path) == tmp_path.name  # two models: the lookup fails naming the folder
+
+
+def test_curve_tool_subsets_point_back_at_the_pool_and_tabulate(tiny: Path, tmp_path: Path) -> None:
+    from cervisag_edge.tooling.adapt.sitedata import load_site
+    from toolmodules import load_tool
+
+    curve = load_tool("adapt_curve")
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny / "site", pool)
+    sub = load_site(curve.subset_annotations(pool, 3, tmp_path / "data_n3"))
+    assert len(sub.items) == 3 and all(Path(it.path).resolve().parent == pool.resolve() for it in sub.items)
+    rows = [curve.row("base model (before)", 0, {"mre_mm": 1.5, "sdr_percent": {"2.0": 80.0}, "parameters": {}}, {"found_percent": 90.0}),
+            curve.row("labelled fine-tuning", 3, {"mre_mm": 1.25, "sdr_percent": {"2.0": 85.0},
+                                                 "parameters": {"ccl_deg": {"mae": 2.5}}}, {"found_percent": 91.0, "verified": True})]
+    table = curve.markdown(rows, 8)
+    assert "| labelled fine-tuning | 3 | 1.250 | 85.0 | 91.0 |" in table and "2.50" in table and "8 site phantoms" in table
