@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantom-share", type=float, default=0.25)
     ap.add_argument("--methods", default="norm,bn,pseudo")
     ap.add_argument("--model", help="base model (default: the shipped one)")
+    ap.add_argument("--thresholds", default="paper2025", help="gate thresholds (default paper2025)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     base_metrics = None
     common = dict(holdout=args.out / "holdout", model=args.model, minutes=args.minutes, max_steps=args.max_steps,
-                  threads=args.threads, phantom_share=args.phantom_share, test_fraction=0.0, variants=())
+                  threads=args.threads, phantom_share=args.phantom_share, test_fraction=0.0, variants=(),
+                  thresholds=args.thresholds)
     for n in sizes:
         t0 = time.monotonic()
         res = adapt(AdaptOptions(out=args.out / f"n{n}", data=subset_annotations(args.out / "pool", n, args.out / f"data_n{n}"),
