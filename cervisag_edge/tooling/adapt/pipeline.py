@@ -154,8 +154,7 @@ def _unlabelled_candidates(base: BaseModel, o: AdaptOptions, work: Path, val: li
     for c in out:
         ccfg = replace(cfg, mean=c.mean if c.mean is not None else cfg.mean, std=c.std if c.std is not None else cfg.std)
         scores[c.method] = U.consistency_px(c.model, site, ccfg, threshold)
-    ccfg = cfg
-    scores["base"] = U.consistency_px(_net(base, cfg), site, ccfg, threshold)
+    scores["base"] = U.consistency_px(_net(base, cfg), site, cfg, threshold)
     logger.info("label-free scores (flip disagreement px, lower is better): %s", json.dumps(scores))
     return out, scores, len(site)
 
@@ -188,7 +187,6 @@ def adapt(o: AdaptOptions) -> AdaptResult:
 
     val_samples: list = []
     candidates: dict[str, Path] = {}
-    infos: dict[str, Any] = {}
     long_side = o.long_side or base.config.render_long_side
     if site_ds is not None and split is not None:
         train_src = MemorySource(o.data, split.train, long_side)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from ...core.landmarks import NUM_LANDMARKS
 from ...errors import InputError
 from ..training.data import Sample, make_example
 from ..training.loop import TrainConfig
@@ -60,7 +61,7 @@ def read_unlabelled(folder: str | Path, long_side: int, limit: int | None = None
         s = long_side / max(H, W)
         small = cv2.resize(img.display, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
         sp = img.pixel_spacing_mm
-        out.append(Sample(small.astype(np.float32), np.full((34, 2), np.nan), np.zeros(34, dtype=np.int64),
+        out.append(Sample(small.astype(np.float32), np.full((NUM_LANDMARKS, 2), np.nan), np.zeros(NUM_LANDMARKS, dtype=np.int64),
                           (sp[0] / s, sp[1] / s) if sp else None, str(f)))
     if not out:
         raise InputError(f"{folder}: no readable image among {len(files)} file(s) for unlabelled adaptation")
