@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...outputs.coco import category, skeleton  # noqa: F401  (the one definition; re-exported)
+from ...outputs.coco import category
 from .dicomio import COMPRESSED_SYNTAXES, write_dicom, write_png
 from .render import Phantom, render_phantom
 
