@@ -89,7 +89,8 @@ def test_unlabelled_methods_make_candidates_that_the_gate_measures(tiny: Path) -
         assert rec["candidate"]["n_images"] == 6
     norm = load_manifest(out / "candidates" / "norm" / "cervisag_site.json")
     assert (norm.mean, norm.std) != (0.5, 0.25)  # re-estimated statistics live in the manifest
-    chosen = min(res.candidates, key=lambda k: (not res.candidates[k]["passed"], res.candidates[k]["candidate"]["mre_mm"]))
+    chosen = min(res.candidates, key=lambda k: (not res.candidates[k]["passed"], not res.candidates[k]["no_worse_than_base"],
+                                                res.candidates[k]["candidate"]["mre_mm"]))
     assert res.chosen == chosen
 
 
@@ -140,12 +141,12 @@ def test_gate_refuses_a_corrupted_candidate_and_accepts_an_identical_one(tmp_pat
         return path
 
     bad = run_gate(candidate(tmp_path / "bad", True), shipped, held, thresholds, tmp_path / "bad", threads=1)
-    assert not bad.passed and any("worse than the base" in r for r in bad.reasons)
+    assert not bad.passed and not bad.record["no_worse_than_base"] and any("worse than the base" in r for r in bad.reasons)
     b, c = bad.record["base"], bad.record["candidate"]
     assert c["found_percent"] < b["found_percent"] - 20 or c["mre_mm"] > b["mre_mm"] + 5.0  # measured, really worse
     same = run_gate(candidate(tmp_path / "same", False), shipped, held, thresholds, tmp_path / "same", threads=1,
                     base_metrics=bad.base)
-    assert same.passed and same.record["candidate"]["mre_mm"] == pytest.approx(bad.base["mre_mm"])
+    assert same.passed and same.record["no_worse_than_base"] and same.record["candidate"]["mre_mm"] == pytest.approx(bad.base["mre_mm"])
 
 
 def _write(path: Path, doc: dict) -> Path:

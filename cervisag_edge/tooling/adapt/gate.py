@@ -80,6 +80,7 @@ def run_gate(candidate_manifest: str | Path, base_manifest: str | Path, heldout:
     cand_path = out / "verify_candidate.json"
     cand_path.write_text(json.dumps(cand_out.metrics, indent=2, allow_nan=False) + "\n")
     reasons = [f"threshold: {f}" for f in cand_out.failures]
+    n_threshold_reasons = len(reasons)
     b_mre, c_mre = base_metrics.get("mre_mm"), cand_out.metrics.get("mre_mm")
     if c_mre is None or b_mre is None:
         reasons.append(f"held-out MRE not measurable (candidate {c_mre}, base {b_mre})")
@@ -91,9 +92,11 @@ def run_gate(candidate_manifest: str | Path, base_manifest: str | Path, heldout:
         reasons.append(f"finds {c_found or 0.0:.1f} % of the labelled visible landmarks, worse than the base model's "
                        f"{b_found:.1f} % (allowed -{FOUND_TOLERANCE_PCT:g} points)")
     passed = not reasons
+    no_worse = len(reasons) == n_threshold_reasons
     cand_file = Path(candidate_manifest).with_suffix(".onnx")
     record = {
         "passed": passed,
+        "no_worse_than_base": no_worse,
         "reason": "; ".join(reasons) if reasons else "thresholds passed and no worse than the base model",
         "model_file": cand_file.name,
         "model_sha256": sha256_file(cand_file) if cand_file.is_file() else None,

@@ -8,7 +8,8 @@
    ``labelled`` (fine-tuning from the base weights on the training split, phantoms mixed in,
    checkpoints, resume, a wall-clock budget) and/or the unlabelled methods of :mod:`.unlabelled`.
 4. Each candidate goes through the gate (:mod:`.gate`); the passing candidate with the lowest
-   held-out MRE is chosen (without held-out studies: the lowest flip disagreement, unverified).
+   held-out MRE is chosen; when none passes, one no worse than the base model is preferred, then
+   the lowest MRE (without held-out studies: the lowest flip disagreement, unverified).
 5. The chosen one is copied to ``OUT``; when verified its precision variants are made; a model
    card is written.
 """
@@ -221,12 +222,13 @@ def adapt(o: AdaptOptions) -> AdaptResult:
         results[method] = record
 
     def rank(method: str) -> tuple:
+        """Verified first, then no worse than the base (an MRE alone favours finding less), then MRE."""
         r = results[method]
         mre = (r.get("candidate") or {}).get("mre_mm")
         if mre is not None:
-            return (not r["passed"], mre)
+            return (not r["passed"], not r.get("no_worse_than_base", False), mre)
         s = scores.get(method) or {}
-        return (True, s.get("flip_disagreement_px", math.inf))
+        return (True, True, s.get("flip_disagreement_px", math.inf))
 
     chosen = min(results, key=rank)
     src = candidates[chosen].parent
