@@ -222,3 +222,25 @@ def test_curve_tool_subsets_point_back_at_the_pool_and_tabulate(tiny: Path, tmp_
                                                  "parameters": {"ccl_deg": {"mae": 2.5}}}, {"found_percent": 91.0, "verified": True})]
     table = curve.markdown(rows, 8)
     assert "| labelled fine-tuning | 3 | 1.250 | 85.0 | 91.0 |" in table and "2.50" in table and "8 site phantoms" in table
+
+
+def test_early_stopping_keeps_the_best_validation_and_stops_on_patience(tmp_path: Path) -> None:
+    """Patience 1: the run validates before the first step and after each, stops at the first
+    validation that is not better than the best so far (or at max_steps), and best.pt holds the
+    weights of the best validation."""
+    from cervisag_edge.tooling.training.data import PhantomSource
+    from cervisag_edge.tooling.training.loop import TrainConfig, load_checkpoint_model, train
+
+    cfg = TrainConfig(input_size=64, stride=4, widths=(4, 4, 4, 4, 4), head_width=4, batch_size=2, lr=5e-2, max_steps=8,
+                      warmup_steps=1, threads=1, workers=0, render_long_side=96, val_every_min=1e9, val_every_steps=1,
+                      patience=1)
+    src = PhantomSource(21, 2, 96)
+    final = train(cfg, src, [src[0], src[1]], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    mre = [h["mre_mm"] for h in hist]
+    assert [h["step"] for h in hist] == list(range(len(hist))) and hist[0]["step"] == 0
+    assert all(b < a for a, b in zip(mre[:-2], mre[1:-1]))  # every validation but the last improved
+    if len(hist) < cfg.max_steps + 1:  # stopped early: on a validation that was not better
+        assert not mre[-1] < min(mre[:-1])
+    _, _, info = load_checkpoint_model(tmp_path / "run" / "best.pt")
+    assert info["step"] == hist[int(np.argmin(mre))]["step"] and load_checkpoint_model(final)[2]["step"] == hist[-1]["step"]
