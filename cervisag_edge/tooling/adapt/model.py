@@ -117,7 +117,7 @@ def build_variants(manifest_path: Path, variants: Sequence[str], *, calib_count:
         logger.warning("precision variants not made: %s not found (run tools/quantize.py from a source checkout)", tool)
         return []
     cmd = [sys.executable, str(tool), str(manifest_path), "--variants", ",".join(variants), "--calib-count", str(calib_count),
-           "--eval-count", str(eval_count), "--runs", "3"]
+           "--eval-count", str(eval_count), "--runs", "3", "--long-side", "640"]
     logger.info("precision variants: %s", " ".join(cmd))
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
