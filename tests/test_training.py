@@ -36,12 +36,7 @@ def test_few_steps_checkpoint_resume_and_export(tmp_path: Path) -> None:
     assert info["step"] == 5  # resumed at 3, two more steps
     assert cfg_loaded.widths == (4, 8, 8, 16, 16)
 
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_onnx", Path(__file__).resolve().parents[1] / "tools" / "export_onnx.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    export, parity = mod.export, mod.parity
+    from cervisag_edge.tooling.training.export import export_onnx as export, parity
 
     onnx_path = tmp_path / "tiny.onnx"
     export(model, cfg_loaded, onnx_path)

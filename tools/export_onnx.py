@@ -20,41 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 logger = logging.getLogger("export_onnx")
 
 
-def export(model, cfg, onnx_path: Path, opset: int = 17) -> None:
-    import torch
-
-    n = cfg.input_size
-    dummy = torch.zeros(1, 1, n, n)
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    torch.onnx.export(model, (dummy,), str(onnx_path), input_names=["image"], output_names=["heatmaps"],
-                      opset_version=opset, dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}},
-                      do_constant_folding=True, dynamo=False)
-
-
-def parity(model, cfg, onnx_path: Path, n_images: int = 3) -> dict[str, float]:
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    from cervisag_edge.tooling.training.data import PhantomSource, make_example
-
-    codec = cfg.codec()
-    try:
-        src = PhantomSource(424242, n_images, cfg.render_long_side)
-        xs = np.stack([make_example(src[i], codec, cfg.mean, cfg.std, cfg.pad_value, None)[0] for i in range(n_images)])
-    except ImportError:  # phantom generator not installed: deterministic noise images
-        rng = np.random.default_rng(424242)
-        xs = rng.normal(0, 1, size=(n_images, 1, cfg.input_size, cfg.input_size)).astype(np.float32)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(xs)).numpy()
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = sess.run(["heatmaps"], {"image": xs})[0]
-    p_ref, _ = codec.decode(ref)
-    p_out, _ = codec.decode(out)
-    return {"heatmap_max_abs_diff": float(np.abs(ref - out).max()),
-            "landmark_max_abs_diff_px": float(np.nanmax(np.abs(p_ref - p_out))), "n_images": n_images}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path)
@@ -68,24 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from cervisag_edge.engine.manifest import ModelManifest, sha256_file
+    from cervisag_edge.engine.manifest import sha256_file
+    from cervisag_edge.tooling.training.export import write_model
     from cervisag_edge.tooling.training.loop import load_checkpoint_model
-    from cervisag_edge.engine.backends.torch_net import conv_macs, count_parameters
 
     model, cfg, info = load_checkpoint_model(args.checkpoint)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"cervisag_{args.name}"
-    onnx_path = args.out_dir / f"{stem}.onnx"
-    export(model, cfg, onnx_path, args.opset)
-    par = parity(model, cfg, onnx_path)
-    logger.info("parity %s", par)
-    if par["heatmap_max_abs_diff"] > args.tolerance:
-        logger.error("parity check failed: heatmap max |Δ| %.2e > %.1e", par["heatmap_max_abs_diff"], args.tolerance)
-        return 1
-    import numpy as np
-
-    weights_path = args.out_dir / f"{stem}.torch.npz"
-    np.savez(weights_path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     codec = cfg.codec().to_manifest()
     codec["confidence_threshold"] = args.confidence_threshold
     if args.chain_prior:
@@ -95,23 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         codec["levels"] = {"type": "chain", "prior": prior.name, "sha256": sha256_file(prior)}
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
-    n = cfg.input_size
-    manifest = ModelManifest(
-        name=stem, file=onnx_path.name, sha256=sha256_file(onnx_path), precision="fp32", input_name="image",
-        input_shape=(-1, 1, n, n), output_name="heatmaps", heatmap_shape=(n // cfg.stride, n // cfg.stride),
-        heatmap_stride=cfg.stride, mean=cfg.mean, std=cfg.std, pad_value=cfg.pad_value, resize="letterbox",
-        codec=codec,
-        training={"data": cfg.extra, "steps": info["step"], "minutes": round(info["elapsed_s"] / 60, 1),
-                  "batch_size": cfg.batch_size, "lr": cfg.lr, "render_long_side": cfg.render_long_side,
-                  "validation_history": info["history"][-3:]},
-        metrics=metrics,
-        extra={"architecture": "LandmarkUNet", "widths": list(cfg.widths), "head_width": cfg.head_width, "parameters": count_parameters(model),
-               "macs_per_image": conv_macs(model, (n, n)), "opset": args.opset, "parity": par,
-               "torch_weights": {"file": weights_path.name, "sha256": sha256_file(weights_path)},
-               "display": "VOI-windowed display image in [0,1], bone bright; letterbox INTER_AREA, centred, pad 0"},
-    )
-    manifest.write(args.out_dir / f"{stem}.json")
-    logger.info("wrote %s and %s", onnx_path, args.out_dir / f"{stem}.json")
+    training = {"data": cfg.extra, "steps": info["step"], "minutes": round(info["elapsed_s"] / 60, 1),
+                "batch_size": cfg.batch_size, "lr": cfg.lr, "render_long_side": cfg.render_long_side,
+                "validation_history": info["history"][-3:]}
+    try:
+        write_model(model, cfg, args.out_dir, f"cervisag_{args.name}", codec=codec, training=training, metrics=metrics,
+                    opset=args.opset, tolerance=args.tolerance)
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        return 1
     return 0
 
 

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "measure": "measure",
     "phantoms": "phantoms",
     "verify": "verify",
+    "adapt": "adapt",
     "bench": "bench",
     "serve": "serve",
 }

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from ..engine.resolver import BACKEND_CHOICES
 
@@ -17,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write a JSON array of records to FILE ('-' for stdout)")
     p.add_argument("--overlay", metavar="DIR", help="write an overlay PNG per image into DIR")
+    p.add_argument("--coco-out", metavar="FILE",
+                   help="write the landmarks as COCO keypoints pre-annotations to FILE (for CVAT / Label Studio; docs/adaptation.md)")
     p.add_argument("--dicom-out", metavar="DIR", help="write a DICOM Secondary Capture and Comprehensive SR per image into DIR")
     p.add_argument("--model", help="model name in engines/ or a manifest path (default: the shipped model)")
     p.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES)
@@ -48,6 +51,8 @@ def _validate(args: argparse.Namespace) -> str | None:
         return f"--pixel-spacing {args.pixel_spacing[0]} {args.pixel_spacing[1]}: expected two finite numbers > 0 (mm)"
     if args.confidence_threshold is not None and not 0 <= args.confidence_threshold <= 1:
         return f"--confidence-threshold {args.confidence_threshold}: expected a value in [0, 1]"
+    if args.coco_out and Path(args.coco_out).is_dir():
+        return f"--coco-out {args.coco_out}: is a folder, expected a file name such as {Path(args.coco_out) / 'annotations.json'}"
     return None
 
 
@@ -86,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
             for message in _warnings(rec):
                 print(f"warning: {rec['file']}: {message}", file=sys.stderr)
     recs = records.records
+    if args.coco_out:
+        from ..outputs.coco import write_coco
+
+        write_coco(recs, args.coco_out)
     if args.json_out:
         records.write(args.json_out)
-    elif len(recs) == 1 and recs[0]["ok"] and not (args.overlay or args.dicom_out):
+    elif len(recs) == 1 and recs[0]["ok"] and not (args.overlay or args.dicom_out or args.coco_out):
         # a single file with no other output: a short summary on stdout
         params = recs[0]["measurement"]["parameters"]
         print(json.dumps({k: params[k] for k in list(params)[:6]}, indent=2))

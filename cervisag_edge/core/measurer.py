@@ -34,7 +34,7 @@ from ..engine.resolver import resolve
 from ..errors import InputError, ModelError
 from ..io import LoadedImage, ReadLimits, display_from_array, read_image
 from .landmarks import LANDMARK_NAMES
-from ..engine.manifest import ModelManifest, load_manifest
+from ..engine.manifest import ModelManifest, load_manifest, site_model_warning
 from .measurement import Landmark, Measurement
 from .parameters import parameters_from_px
 from ..engine.preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
@@ -121,6 +121,9 @@ class Measurer:
         if not resolved.manifest_path.is_file():
             raise ModelError(f"{resolved.manifest_path}: no {precision} model for backend {resolved.backend!r} (manifest not found)")
         self.manifest: ModelManifest = load_manifest(resolved.manifest_path)
+        unverified = site_model_warning(self.manifest)
+        if unverified:
+            logger.warning(unverified)
         self.limits = limits or ReadLimits()
         self.spec = MeasurerSpec(model=None if model is None else str(model), backend=backend, precision=precision,
                                  threads=threads, confidence_threshold=confidence_threshold,

@@ -132,6 +132,24 @@ def load_manifest(path: str | Path, *, verify_sha256: bool = True) -> ModelManif
     return manifest
 
 
+def site_model_warning(manifest: ModelManifest) -> str | None:
+    """One line when ``manifest`` is a site model (``extra.site``, written by ``cervisag adapt``)
+    whose gate did not pass for this model file; None for shipped models and verified site models.
+
+    Verified means ``extra.verification.passed`` is true and the verification names this file's
+    sha256, or (a precision variant) the FP32 file it was made from (``base_model``)."""
+    if not manifest.extra.get("site"):
+        return None
+    ver = manifest.extra.get("verification") or {}
+    same = ver.get("model_sha256") == manifest.sha256 or (manifest.base_model is not None and ver.get("model_file") == manifest.base_model)
+    if ver.get("passed") is True and same:
+        return None
+    why = ("its verification is of another model file" if ver.get("passed") is True else
+           str(ver.get("reason") or "no verification recorded"))
+    return (f"{Path(manifest.path) / manifest.file}: site model {manifest.name!r} is not verified ({why}); "
+            "run 'cervisag adapt' with labelled held-out studies before clinical-research use")
+
+
 def engines_dir() -> Path:
     """Directory of the shipped models: ``engines/`` of a source checkout, else the packaged copy."""
     here = Path(__file__).resolve().parents[1]  # the package root (this module lives in engine/)

@@ -82,11 +82,20 @@ def plan_paths_for(onnx_manifest_path: str | Path) -> tuple[Path, Path]:
     return manifest.with_name(manifest.name[: -len(".json")]), manifest
 
 
+def model_dir_stem(folder: str | Path) -> str:
+    """The model a folder holds: the stem of its one FP32 ``.onnx`` (the folder's name when it
+    holds none or several, so that the manifest lookup fails naming that folder)."""
+    p = Path(folder)
+    stems = sorted({model_stem(f.name) for f in p.glob("*.onnx") if variant_of(f.name) == "fp32"})
+    return stems[0] if len(stems) == 1 else p.name
+
+
 def manifest_path_for(model_name_or_path: str | Path | None, backend: str, precision: str) -> Path:
     """Manifest of the variant that ``backend`` runs at ``precision``.
 
-    ``None`` is the shipped model; a bare name is looked up in :func:`engines_dir`; a path keeps
-    its directory and loses a known variant/format suffix (``x.int8-cpu.onnx`` -> model ``x``).
+    ``None`` is the shipped model; a bare name is looked up in :func:`engines_dir`; a model folder
+    (``cervisag adapt --out DIR``) holds one FP32 ``.onnx`` whose stem names the model; any other
+    path keeps its directory and loses a known variant/format suffix (``x.int8-cpu.onnx`` -> model ``x``).
     The torch backend reads the FP32 ONNX manifest (its ``extra.torch_weights`` names the weights).
     """
     variant = variant_for(backend, precision)
@@ -94,7 +103,9 @@ def manifest_path_for(model_name_or_path: str | Path | None, backend: str, preci
         folder, stem = engines_dir(), DEFAULT_MODEL
     else:
         p = Path(model_name_or_path)
-        if p.parent == Path(".") and not p.suffix:
+        if p.is_dir():
+            folder, stem = p, model_dir_stem(p)
+        elif p.parent == Path(".") and not p.suffix:
             folder, stem = engines_dir(), p.name
         else:
             folder, stem = p.parent, model_stem(p.name)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...core.landmarks import LANDMARK_NAMES, VERTEBRAE, vertebra_corner_indices
+from ...outputs.coco import category
 from .dicomio import COMPRESSED_SYNTAXES, write_dicom, write_png
 from .render import Phantom, render_phantom
 
@@ -23,19 +23,6 @@ logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("dicom", "png")
 BBOX_MARGIN_MM = 5.0
-
-
-def skeleton() -> list[list[int]]:
-    """COCO skeleton (1-based keypoint indices): the four body edges of every vertebra."""
-    out = []
-    for v in VERTEBRAE:
-        a_s, p_s, p_i, a_i = vertebra_corner_indices(v)
-        out += [[a_s + 1, p_s + 1], [p_s + 1, p_i + 1], [p_i + 1, a_i + 1], [a_i + 1, a_s + 1]]
-    return out
-
-
-def category() -> dict[str, Any]:
-    return {"id": 1, "name": "cervical_spine", "supercategory": "spine", "keypoints": list(LANDMARK_NAMES), "skeleton": skeleton()}
 
 
 def transfer_syntax_for(index: int) -> str | None:

@@ -47,6 +47,10 @@ class TrainConfig:
     ckpt_every_min: float = 5.0
     render_long_side: int = 448
     head_width: int = 96
+    #: validate every this many steps as well (0: by ``val_every_min`` only)
+    val_every_steps: int = 0
+    #: early stopping: stop after this many validations without a better MRE (0: never)
+    patience: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def codec(self) -> UDPHeatmapCodec:
@@ -166,9 +170,12 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> None:
 
 def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_dir: Path, resume: Path | None = None,
           init: Path | None = None) -> Path:
-    """Train until the time budget (or ``max_steps``) is spent; returns the final checkpoint path.
+    """Train until the time budget (or ``max_steps``) is spent, or early stopping; returns the
+    final checkpoint path (``last.pt``).
 
     ``init`` seeds the weights of a fresh run (ignored when resuming, which restores everything).
+    Every validation whose visible-landmark MRE beats the best so far writes ``best.pt``; with
+    ``cfg.patience`` the run stops after that many validations without improvement.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -176,16 +183,20 @@ def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_di
     model = LandmarkUNet(widths=tuple(cfg.widths), out_stride=cfg.stride, head_width=cfg.head_width).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed_before, history = 0, 0.0, []
+    early = {"best_mre_mm": math.inf, "best_step": -1, "bad": 0, "stopped": False}
     if resume is not None:
         ck = torch.load(resume, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed_s"])
         history = json.loads(ck["history"])
+        early.update(json.loads(ck.get("early", "{}")))
         logger.info("resumed from %s at step %d (%.1f min)", resume, step, elapsed_before / 60)
     elif init is not None:
         load_init_weights(model, init)
     ds = _TorchSet(train_source, cfg, train=True)
+    if len(ds) < cfg.batch_size:
+        raise ValueError(f"{len(ds)} training samples, fewer than one batch of {cfg.batch_size} (lower the batch size)")
     budget_s = cfg.minutes * 60
     t0 = time.monotonic() - elapsed_before
     last_ckpt = last_val = time.monotonic()
@@ -193,9 +204,27 @@ def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_di
 
     def save(path: Path) -> None:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "elapsed_s": time.monotonic() - t0, "config": json.dumps(asdict(cfg)), "history": json.dumps(history)}, path)
+                    "elapsed_s": time.monotonic() - t0, "config": json.dumps(asdict(cfg)), "history": json.dumps(history),
+                    "early": json.dumps(early)}, path)
 
-    done = False
+    def validate() -> None:
+        m = evaluate(model, val_samples, cfg)
+        m.update(step=step, minutes=(time.monotonic() - t0) / 60)
+        history.append(m)
+        logger.info("val %s", json.dumps(m))
+        if m["mre_mm"] < early["best_mre_mm"]:
+            early.update(best_mre_mm=m["mre_mm"], best_step=step, bad=0)
+            save(out_dir / "best.pt")
+        else:
+            early["bad"] += 1
+            if cfg.patience and early["bad"] >= cfg.patience:
+                early["stopped"] = True
+                logger.info("early stop at step %d: no better validation MRE since step %d (%.3f mm)", step,
+                            early["best_step"], early["best_mre_mm"])
+
+    if val_samples and cfg.val_every_steps and step == 0:
+        validate()  # the starting weights are a candidate too: fine-tuning must beat them
+    done = bool(early["stopped"])
     epoch = 0
     losses: list[float] = []
     while not done:
@@ -225,18 +254,16 @@ def train(cfg: TrainConfig, train_source: Any, val_samples: list[Sample], out_di
             if now - last_ckpt > cfg.ckpt_every_min * 60:
                 save(final)
                 last_ckpt = now
-            if val_samples and now - last_val > cfg.val_every_min * 60:
-                m = evaluate(model, val_samples, cfg)
-                m.update(step=step, minutes=(now - t0) / 60)
-                history.append(m)
-                logger.info("val %s", json.dumps(m))
+            if val_samples and (now - last_val > cfg.val_every_min * 60
+                                or (cfg.val_every_steps and step % cfg.val_every_steps == 0)):
+                validate()
                 last_val = time.monotonic()
+                if early["stopped"]:
+                    done = True
+                    break
         epoch += 1
-    if val_samples:
-        m = evaluate(model, val_samples, cfg)
-        m.update(step=step, minutes=(time.monotonic() - t0) / 60)
-        history.append(m)
-        logger.info("final val %s", json.dumps(m))
+    if val_samples and (not history or history[-1]["step"] != step):
+        validate()
     save(final)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     return final
