@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibrate a model's visibility rule on labelled held-out data; write it to the manifest.
 
-    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [--max-unexposed-percent 10]
+    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [CALIB_DIR ...] [--max-unexposed-percent 10]
 
 ``CALIB_DIR`` is a COCO keypoints set (``cervisag phantoms CALIB_DIR --count N --seed S`` with a seed
 used neither for training nor for the held-out test set). Every image is measured with the
@@ -137,7 +137,7 @@ def rule_from_result(result: dict):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("manifest", type=Path, help="FP32 model manifest (precision variants copy its codec)")
-    ap.add_argument("data", type=Path, help="COCO keypoints calibration set (never the test set)")
+    ap.add_argument("data", type=Path, nargs="+", help="COCO keypoints calibration set(s) (never the test set)")
     ap.add_argument("--max-false-visible", type=int, default=0, help="landmarks outside the image allowed visible")
     ap.add_argument("--max-unexposed-percent", type=float, default=10.0,
                     help="%% of the v = 0 landmarks inside the image (under shutters) allowed visible")
@@ -146,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print, do not write the manifest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    obs = raw_observations(args.manifest, args.data)
+    parts = [raw_observations(args.manifest, d) for d in args.data]
+    obs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     result = choose_rule(obs, args.max_false_visible, args.max_unexposed_percent, args.margin)
     rule = rule_from_result(result)
     record = {k: v for k, v in result.items() if k != "threshold_per_landmark"}
-    record["data"] = args.describe or str(args.data.name)
+    record["data"] = args.describe or ", ".join(d.name for d in args.data)
     record["constraints"] = {"max_false_visible": args.max_false_visible, "max_unexposed_percent": args.max_unexposed_percent,
                              "margin": args.margin}
     logger.info("calibration %s", json.dumps(record))
