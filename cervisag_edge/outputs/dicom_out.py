@@ -1,7 +1,7 @@
 """DICOM outputs for PACS: a Secondary Capture of the overlay and a Comprehensive 3D SR (TID 1500).
 
-highdicom (``pip install cervisag-edge[dicom-out]``) is imported lazily by the Secondary Capture;
-the SR is written with pydicom alone (:mod:`.sr`, :mod:`.sr_encoding`).
+Written with pydicom alone (no highdicom at run time): the SC here, the SR in :mod:`.sr` and
+:mod:`.sr_encoding`, the GSPS in :mod:`.gsps`. highdicom parses them back in the tests.
 
 What the outputs carry (see ``docs/output.md``): patient and study identity copied from the
 source image (never invented), plus Series/SOP Instance UIDs, series numbers
@@ -14,20 +14,21 @@ attributes stay empty, and the Series Description says so.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from ..version import __version__
 from ..errors import InputError
-from .graphics import to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.measurement import Measurement
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MANUFACTURER = "cervisag-edge"
 SC_SERIES_NUMBER = 9901
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 SR_SERIES_NUMBER = 9902
 PRIVATE_SCHEME = "99CERVISAG"
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
@@ -73,6 +75,95 @@ INTERVAL_LEVEL = "interval=95% (calibrated on phantoms)"
 PRIVATE_SCHEME_NAME = "cervisag-edge private codes"
 PRIVATE_SCHEME_ORGANIZATION = "cervisag-edge project"
 _UID_NAMESPACE = uuid.UUID("6f1c2a1e-5b0d-4c55-9a4e-2f6b7d8c9e10")
+
+
+#: Root attributes of the Patient, Clinical Trial Subject, General Study, Patient Study and
+#: Clinical Trial Study modules (PS3.3 C.7.1.1, C.7.1.3, C.7.2.1-C.7.2.3), copied from the source.
+_PATIENT_STUDY_KEYWORDS = """
+ReferencedPatientSequence PatientName PatientID IssuerOfPatientID TypeOfPatientID IssuerOfPatientIDQualifiersSequence
+SourcePatientGroupIdentificationSequence GroupOfPatientsIdentificationSequence PatientBirthDate PatientBirthTime
+PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar PatientAlternativeCalendar PatientSex
+QualityControlSubject StrainDescription StrainNomenclature StrainStockSequence StrainAdditionalInformation
+StrainCodeSequence GeneticModificationsSequence OtherPatientNames OtherPatientIDsSequence ReferencedPatientPhotoSequence
+EthnicGroupCodeSequence PatientSpeciesDescription PatientSpeciesCodeSequence PatientBreedDescription
+PatientBreedCodeSequence BreedRegistrationSequence ResponsiblePerson ResponsiblePersonRole ResponsibleOrganization
+PatientComments PatientIdentityRemoved DeidentificationMethod DeidentificationMethodCodeSequence
+ClinicalTrialSponsorName ClinicalTrialProtocolID ClinicalTrialProtocolName IssuerOfClinicalTrialProtocolID
+OtherClinicalTrialProtocolIDsSequence ClinicalTrialSiteID ClinicalTrialSiteName IssuerOfClinicalTrialSiteID
+ClinicalTrialSubjectID IssuerOfClinicalTrialSubjectID ClinicalTrialSubjectReadingID
+IssuerOfClinicalTrialSubjectReadingID ClinicalTrialProtocolEthicsCommitteeName
+ClinicalTrialProtocolEthicsCommitteeApprovalNumber StudyDate StudyTime AccessionNumber IssuerOfAccessionNumberSequence
+ReferringPhysicianName ReferringPhysicianIdentificationSequence ConsultingPhysicianName
+ConsultingPhysicianIdentificationSequence StudyDescription ProcedureCodeSequence PhysiciansOfRecord
+PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy PhysiciansReadingStudyIdentificationSequence
+ReferencedStudySequence StudyInstanceUID StudyID RequestingService RequestingServiceCodeSequence
+ReasonForPerformedProcedureCodeSequence AdmittingDiagnosesDescription AdmittingDiagnosesCodeSequence PatientAge
+PatientSize PatientSizeCodeSequence PatientBodyMassIndex MeasuredAPDimension MeasuredLateralDimension PatientWeight
+MedicalAlerts Allergies Occupation SmokingStatus AdditionalPatientHistory PregnancyStatus LastMenstrualDate
+PatientSexNeutered ReasonForVisit ReasonForVisitCodeSequence AdmissionID IssuerOfAdmissionIDSequence ServiceEpisodeID
+ServiceEpisodeDescription IssuerOfServiceEpisodeIDSequence PatientState ClinicalTrialTimePointID
+ClinicalTrialTimePointDescription LongitudinalTemporalOffsetFromEvent LongitudinalTemporalEventType
+ClinicalTrialTimePointTypeCodeSequence IssuerOfClinicalTrialTimePointID ConsentForClinicalTrialUseSequence
+""".split()
+PATIENT_STUDY_TAGS = frozenset(int(tag_for_keyword(k)) for k in _PATIENT_STUDY_KEYWORDS)  # type: ignore[arg-type]
+#: Type 2 identity attributes present (empty) even when the source lacks them; nothing is invented.
+TYPE2_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                  "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+
+
+def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> pydicom.Dataset:
+    """An empty instance of ``sop_class_uid`` with its file meta (explicit VR little endian)."""
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, sop_instance_uid
+    return ds
+
+
+def copy_patient_and_study(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
+    """The source's Patient and Study module attributes (:data:`PATIENT_STUDY_TAGS`) and Specific
+    Character Set into ``ds``; absent Type 2 identity attributes (:data:`TYPE2_IDENTITY`) empty."""
+    if source is not None:
+        for elem in source:
+            if int(elem.tag) in PATIENT_STUDY_TAGS:
+                ds.add(elem)
+        if "SpecificCharacterSet" in source:
+            ds.SpecificCharacterSet = source.SpecificCharacterSet
+    for keyword in TYPE2_IDENTITY:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+
+
+def code_dataset(code: Code) -> pydicom.Dataset:
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
+    return item
+
+
+def equipment(source: pydicom.Dataset | None, now: datetime.datetime) -> list[pydicom.Dataset]:
+    """Contributing Equipment: the source's acquisition equipment (when there is a source naming
+    a manufacturer) and this software as processing equipment."""
+    out = []
+    if source is not None and source.get("Manufacturer"):
+        acq = pydicom.Dataset()
+        for keyword in ("Manufacturer", "InstitutionName", "InstitutionAddress", "StationName",
+                        "InstitutionalDepartmentName", "ManufacturerModelName", "DeviceSerialNumber", "SoftwareVersions"):
+            if source.get(keyword):
+                setattr(acq, keyword, source[keyword].value)
+        acq.ContributionDescription = "Acquisition equipment of the source image(s)"
+        acq.PurposeOfReferenceCodeSequence = [code_dataset(Code("109101", "DCM", "Acquisition Equipment"))]
+        out.append(acq)
+    proc = pydicom.Dataset()
+    proc.Manufacturer, proc.ManufacturerModelName, proc.SoftwareVersions = MANUFACTURER, "cervisag-edge", __version__
+    proc.ContributionDateTime = now.strftime("%Y%m%d%H%M%S.%f")
+    proc.ContributionDescription = "Software used to create this instance"
+    proc.PurposeOfReferenceCodeSequence = [code_dataset(Code("109102", "DCM", "Processing Equipment"))]
+    out.append(proc)
+    return out
 
 
 def result_uid(source_sop_instance_uid: str, model_sha256: str, kind: str) -> str:
@@ -153,34 +244,31 @@ def write_secondary_capture(
     Patient/study identity is copied from ``source``; the SC references it in its Source Image
     Sequence. Returns the dataset written.
     """
-    import highdicom as hd
-
     if source is not None:
         _check_source(source, "Secondary Capture")
     series_uid, sop_uid = _uids(measurement, source, "sc")
     rgb = np.ascontiguousarray(overlay_rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"{path}: overlay has shape {rgb.shape} dtype {rgb.dtype}, expected (H, W, 3) uint8")
-    common: dict[str, Any] = dict(
-        pixel_array=rgb,
-        photometric_interpretation="RGB",
-        bits_allocated=8,
-        coordinate_system="PATIENT",
-        series_instance_uid=series_uid,
-        series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        patient_orientation=_orientation(measurement, source),
-        transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
-    )
-    if source is not None:
-        sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=source, **common)
-        description = f"cervisag-edge overlay - {DISCLAIMER}"
-    else:
-        sc = hd.sc.SCImage(study_instance_uid=generate_uid(), **common)
-        description = "cervisag-edge overlay, synthetic study (no DICOM source)"
-    sc.SeriesDescription = description
+    now = datetime.datetime.now()
+    sc = new_dataset(SECONDARY_CAPTURE, sop_uid)
+    copy_patient_and_study(sc, source)
+    if source is None:
+        sc.StudyInstanceUID = generate_uid()
+    sc.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    sc.InstanceCreationDate = sc.ContentDate = sc.DateOfSecondaryCapture = now.strftime("%Y%m%d")
+    sc.InstanceCreationTime = sc.ContentTime = sc.TimeOfSecondaryCapture = now.strftime("%H%M%S.%f")
+    sc.Modality, sc.ConversionType, sc.Manufacturer = "OT", "DI", MANUFACTURER
+    sc.SeriesInstanceUID, sc.SeriesNumber, sc.InstanceNumber = series_uid, SC_SERIES_NUMBER, 1
+    sc.PatientOrientation = list(_orientation(measurement, source))
+    sc.ContributingEquipmentSequence = equipment(source, now)
+    sc.SamplesPerPixel, sc.PhotometricInterpretation, sc.PlanarConfiguration = 3, "RGB", 0
+    sc.Rows, sc.Columns = int(rgb.shape[0]), int(rgb.shape[1])
+    sc.BitsAllocated, sc.BitsStored, sc.HighBit, sc.PixelRepresentation = 8, 8, 7, 0
+    raw = rgb.tobytes()
+    sc.add_new(0x7FE00010, "OB", raw + b"\x00" if len(raw) % 2 else raw)
+    sc.SeriesDescription = (f"cervisag-edge overlay - {DISCLAIMER}" if source is not None
+                            else "cervisag-edge overlay, synthetic study (no DICOM source)")
     sc.ImageComments = f"{DISCLAIMER}. Measured by cervisag-edge {__version__}, model {measurement.model_id}."
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = "Landmarks and sagittal alignment measurements drawn on the source image"

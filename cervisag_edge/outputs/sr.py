@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-from os import PathLike
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pydicom
-from pydicom.datadict import tag_for_keyword
 from pydicom.sr.coding import Code
 
 from ..version import __version__
@@ -37,7 +35,11 @@ from .dicom_out import (
     SR_SERIES_NUMBER,
     UPPER_UNCERTAINTY_CODE,
     _device_uid,
+    code_dataset,
+    copy_patient_and_study,
+    equipment,
     landmark_code,
+    new_dataset,
     result_uid,
 )
 from .graphics import parameter_polylines, to_dicom_image_coords
@@ -79,40 +81,6 @@ _MODALITY_OF_CLASS = {
 }
 _PROJECTION_MODALITIES = frozenset({"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"})
 
-#: Root attributes of the Patient, Clinical Trial Subject, General Study, Patient Study and
-#: Clinical Trial Study modules (PS3.3 C.7.1.1, C.7.1.3, C.7.2.1-C.7.2.3), copied from the source.
-_PATIENT_STUDY_KEYWORDS = """
-ReferencedPatientSequence PatientName PatientID IssuerOfPatientID TypeOfPatientID IssuerOfPatientIDQualifiersSequence
-SourcePatientGroupIdentificationSequence GroupOfPatientsIdentificationSequence PatientBirthDate PatientBirthTime
-PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar PatientAlternativeCalendar PatientSex
-QualityControlSubject StrainDescription StrainNomenclature StrainStockSequence StrainAdditionalInformation
-StrainCodeSequence GeneticModificationsSequence OtherPatientNames OtherPatientIDsSequence ReferencedPatientPhotoSequence
-EthnicGroupCodeSequence PatientSpeciesDescription PatientSpeciesCodeSequence PatientBreedDescription
-PatientBreedCodeSequence BreedRegistrationSequence ResponsiblePerson ResponsiblePersonRole ResponsibleOrganization
-PatientComments PatientIdentityRemoved DeidentificationMethod DeidentificationMethodCodeSequence
-ClinicalTrialSponsorName ClinicalTrialProtocolID ClinicalTrialProtocolName IssuerOfClinicalTrialProtocolID
-OtherClinicalTrialProtocolIDsSequence ClinicalTrialSiteID ClinicalTrialSiteName IssuerOfClinicalTrialSiteID
-ClinicalTrialSubjectID IssuerOfClinicalTrialSubjectID ClinicalTrialSubjectReadingID
-IssuerOfClinicalTrialSubjectReadingID ClinicalTrialProtocolEthicsCommitteeName
-ClinicalTrialProtocolEthicsCommitteeApprovalNumber StudyDate StudyTime AccessionNumber IssuerOfAccessionNumberSequence
-ReferringPhysicianName ReferringPhysicianIdentificationSequence ConsultingPhysicianName
-ConsultingPhysicianIdentificationSequence StudyDescription ProcedureCodeSequence PhysiciansOfRecord
-PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy PhysiciansReadingStudyIdentificationSequence
-ReferencedStudySequence StudyInstanceUID StudyID RequestingService RequestingServiceCodeSequence
-ReasonForPerformedProcedureCodeSequence AdmittingDiagnosesDescription AdmittingDiagnosesCodeSequence PatientAge
-PatientSize PatientSizeCodeSequence PatientBodyMassIndex MeasuredAPDimension MeasuredLateralDimension PatientWeight
-MedicalAlerts Allergies Occupation SmokingStatus AdditionalPatientHistory PregnancyStatus LastMenstrualDate
-PatientSexNeutered ReasonForVisit ReasonForVisitCodeSequence AdmissionID IssuerOfAdmissionIDSequence ServiceEpisodeID
-ServiceEpisodeDescription IssuerOfServiceEpisodeIDSequence PatientState ClinicalTrialTimePointID
-ClinicalTrialTimePointDescription LongitudinalTemporalOffsetFromEvent LongitudinalTemporalEventType
-ClinicalTrialTimePointTypeCodeSequence IssuerOfClinicalTrialTimePointID ConsentForClinicalTrialUseSequence
-""".split()
-_PATIENT_STUDY_TAGS = frozenset(int(tag_for_keyword(k)) for k in _PATIENT_STUDY_KEYWORDS)  # type: ignore[arg-type]
-#: Type 2 identity attributes present (empty) even when the source lacks them; nothing is invented.
-TYPE2_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
-                  "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
-
-
 def build_report(measurement: "Measurement", source: pydicom.Dataset | None, referenced: pydicom.Dataset,
                  evidence: Sequence[pydicom.Dataset], series_uid: str, sop_uid: str) -> tuple[pydicom.Dataset, int, int]:
     """The SR dataset (header + raw content tree), the number of parameters and of landmarks in it.
@@ -130,19 +98,8 @@ def build_report(measurement: "Measurement", source: pydicom.Dataset | None, ref
 
 def _header(first: pydicom.Dataset, evidence: Sequence[pydicom.Dataset], series_uid: str, sop_uid: str) -> pydicom.Dataset:
     now = datetime.datetime.now()
-    ds = pydicom.Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = COMPREHENSIVE_3D_SR
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    for elem in first:  # patient and study modules, as in the source
-        if int(elem.tag) in _PATIENT_STUDY_TAGS:
-            ds.add(elem)
-    for keyword in TYPE2_IDENTITY:
-        if keyword not in ds:
-            setattr(ds, keyword, "")
-    if "SpecificCharacterSet" in first:
-        ds.SpecificCharacterSet = first.SpecificCharacterSet
+    ds = new_dataset(COMPREHENSIVE_3D_SR, sop_uid)
+    copy_patient_and_study(ds, first)
     ds.SOPClassUID, ds.SOPInstanceUID = COMPREHENSIVE_3D_SR, sop_uid
     ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = ds.ContentTime = now.strftime("%H%M%S.%f")
@@ -153,19 +110,13 @@ def _header(first: pydicom.Dataset, evidence: Sequence[pydicom.Dataset], series_
     ds.PerformedProcedureCodeSequence = []
     ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag = "COMPLETE", "UNVERIFIED", "PRELIMINARY"
     ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "CONTINUOUS"
-    ds.ConceptNameCodeSequence = [_code_dataset(REPORT_TITLE)]
+    ds.ConceptNameCodeSequence = [code_dataset(REPORT_TITLE)]
     template = pydicom.Dataset()
     template.MappingResource, template.TemplateIdentifier = "DCMR", "1500"
     ds.ContentTemplateSequence = [template]
     ds.CurrentRequestedProcedureEvidenceSequence = _evidence(evidence, str(first.StudyInstanceUID))
-    ds.ContributingEquipmentSequence = _equipment(first, now)
+    ds.ContributingEquipmentSequence = equipment(first, now)
     return ds
-
-
-def _code_dataset(code: Code) -> pydicom.Dataset:
-    item = pydicom.Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
-    return item
 
 
 def _evidence(evidence: Sequence[pydicom.Dataset], study_uid: str) -> list[pydicom.Dataset]:
@@ -187,28 +138,6 @@ def _evidence(evidence: Sequence[pydicom.Dataset], study_uid: str) -> list[pydic
         item.SeriesInstanceUID, item.ReferencedSOPSequence = uid, refs
         study.ReferencedSeriesSequence.append(item)
     return [study]
-
-
-def _equipment(source: pydicom.Dataset, now: datetime.datetime) -> list[pydicom.Dataset]:
-    """Contributing Equipment: the source's acquisition equipment (when it names a manufacturer)
-    and this software as processing equipment."""
-    out = []
-    if source.get("Manufacturer"):
-        acq = pydicom.Dataset()
-        for keyword in ("Manufacturer", "InstitutionName", "InstitutionAddress", "StationName",
-                        "InstitutionalDepartmentName", "ManufacturerModelName", "DeviceSerialNumber", "SoftwareVersions"):
-            if source.get(keyword):
-                setattr(acq, keyword, source[keyword].value)
-        acq.ContributionDescription = "Acquisition equipment of the source image(s)"
-        acq.PurposeOfReferenceCodeSequence = [_code_dataset(Code("109101", _D, "Acquisition Equipment"))]
-        out.append(acq)
-    proc = pydicom.Dataset()
-    proc.Manufacturer, proc.ManufacturerModelName, proc.SoftwareVersions = MANUFACTURER, "cervisag-edge", __version__
-    proc.ContributionDateTime = now.strftime("%Y%m%d%H%M%S.%f")
-    proc.ContributionDescription = "Software used to create this instance"
-    proc.PurposeOfReferenceCodeSequence = [_code_dataset(Code("109102", _D, "Processing Equipment"))]
-    out.append(proc)
-    return out
 
 
 def _content(text: enc.Text, measurement: "Measurement", referenced: pydicom.Dataset, sop_uid: str) -> tuple[list[bytes], int, int]:
