@@ -32,6 +32,7 @@ from .dicom_out import (
     new_dataset,
     set_body_part,
 )
+from . import sr_encoding as enc
 from .graphics import parameter_polylines, to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,34 +123,31 @@ def write_presentation_state(measurement: "Measurement", path: str | PathLike[st
         layer.GraphicLayer, layer.GraphicLayerOrder, layer.GraphicLayerDescription = layer_name, order, description
         layers.append(layer)
     ds.GraphicLayerSequence = layers
+    text = enc.Text.for_charset(ds.get("SpecificCharacterSet"))
     lines = [_graphic("POLYLINE", to_dicom_image_coords(line.points_px)) for line in parameter_polylines(measurement)]
-    points: list[pydicom.Dataset] = []
-    labels: list[pydicom.Dataset] = []
+    points: list[bytes] = []
+    labels: list[bytes] = []
     for lm in measurement.landmarks:
         if not lm.visible or not (np.isfinite(lm.x_px) and np.isfinite(lm.y_px)):
             continue
         xy = to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]]))
         points.append(_graphic("POINT", xy))
         if lm.name.endswith("_AS"):  # one level label per vertebra, at its anterior-superior corner
-            label = pydicom.Dataset()
-            label.AnchorPointAnnotationUnits = "PIXEL"
-            label.UnformattedTextValue = lm.name.split("_")[0]
-            label.AnchorPoint = [float(xy[0, 0]), float(xy[0, 1])]
-            label.AnchorPointVisibility = "N"
-            labels.append(label)
+            labels.append(enc.item([enc.cs_element(_ANCHOR_UNITS, "PIXEL"), text.element(_TEXT, "ST", lm.name.split("_")[0]),
+                                    enc.fl_element(_ANCHOR, xy[0]), enc.cs_element(_ANCHOR_VISIBLE, "N")]))
     step = 0.035
-    values = []
-    for i, t in enumerate(value_lines(measurement)):
-        text = pydicom.Dataset()
-        text.BoundingBoxAnnotationUnits = "DISPLAY"
-        text.UnformattedTextValue = t
-        text.BoundingBoxTopLeftHandCorner = [0.01, 0.01 + i * step]
-        text.BoundingBoxBottomRightHandCorner = [0.45, 0.01 + (i + 1) * step]
-        text.BoundingBoxTextHorizontalJustification = "LEFT"
-        values.append(text)
-    annotations = [_annotation(image_ref, "LINES", lines, []), _annotation(image_ref, "LANDMARKS", points, labels),
-                   _annotation(image_ref, "VALUES", [], values)]
-    ds.GraphicAnnotationSequence = [a for a in annotations if a is not None]
+    values = [enc.item([enc.cs_element(_BOX_UNITS, "DISPLAY"), text.element(_TEXT, "ST", t),
+                        enc.fl_element(_BOX_TOP_LEFT, [0.01, 0.01 + i * step]),
+                        enc.fl_element(_BOX_BOTTOM_RIGHT, [0.45, 0.01 + (i + 1) * step]),
+                        enc.cs_element(_BOX_JUSTIFICATION, "LEFT")])
+              for i, t in enumerate(value_lines(measurement))]
+    ref_item = enc.item([(enc.REF_SOP_CLASS, enc.ascii_element(enc.REF_SOP_CLASS, "UI", str(source.SOPClassUID))),
+                          (enc.REF_SOP_INSTANCE, enc.ascii_element(enc.REF_SOP_INSTANCE, "UI", str(source.SOPInstanceUID)))])
+    annotations = [_annotation(ref_item, "LINES", lines, []), _annotation(ref_item, "LANDMARKS", points, labels),
+                   _annotation(ref_item, "VALUES", [], values)]
+    # the annotations (most of the elements) are encoded once into bytes and written as they are
+    ds[0x00700001] = enc.raw_sequence(_ANNOTATIONS, [a for a in annotations if a is not None])
+    ds.set_original_encoding(False, True, ds._character_set)
     ds.SeriesDescription = f"cervisag-edge overlay - {DISCLAIMER}"
     copy_deidentification(ds, source)
     set_body_part(ds, source)
@@ -158,30 +156,31 @@ def write_presentation_state(measurement: "Measurement", path: str | PathLike[st
     return ds
 
 
-def _graphic(graphic_type: str, points: np.ndarray) -> pydicom.Dataset:
-    """A Graphic Object (PIXEL units) of ``points`` (N, 2) DICOM image coordinates."""
-    g = pydicom.Dataset()
-    g.GraphicAnnotationUnits = "PIXEL"
-    g.GraphicDimensions = 2
-    g.NumberOfGraphicPoints = int(points.shape[0])
-    g.GraphicData = [float(v) for v in np.asarray(points, np.float32).reshape(-1)]
-    g.GraphicType = graphic_type
-    g.GraphicFilled = "N"
-    return g
+_ANNOTATIONS, _REF_IMAGES, _LAYER = (0x0070, 0x0001), (0x0008, 0x1140), (0x0070, 0x0002)
+_OBJECTS, _TEXTS, _TEXT = (0x0070, 0x0009), (0x0070, 0x0008), (0x0070, 0x0006)
+_BOX_UNITS, _ANCHOR_UNITS, _GRAPHIC_UNITS = (0x0070, 0x0003), (0x0070, 0x0004), (0x0070, 0x0005)
+_BOX_TOP_LEFT, _BOX_BOTTOM_RIGHT, _BOX_JUSTIFICATION = (0x0070, 0x0010), (0x0070, 0x0011), (0x0070, 0x0012)
+_ANCHOR, _ANCHOR_VISIBLE = (0x0070, 0x0014), (0x0070, 0x0015)
+_DIMENSIONS, _N_POINTS, _DATA, _TYPE, _FILLED = (0x0070, 0x0020), (0x0070, 0x0021), (0x0070, 0x0022), (0x0070, 0x0023), (0x0070, 0x0024)
 
 
-def _annotation(image_ref: pydicom.Dataset, layer: str, graphics: list[pydicom.Dataset],
-                texts: list[pydicom.Dataset]) -> pydicom.Dataset | None:
+def _graphic(graphic_type: str, points: np.ndarray) -> bytes:
+    """An encoded Graphic Object item (PIXEL units) of ``points`` (N, 2) DICOM image coordinates."""
+    return enc.item([enc.cs_element(_GRAPHIC_UNITS, "PIXEL"), enc.us_element(_DIMENSIONS, 2),
+                     enc.us_element(_N_POINTS, int(points.shape[0])), enc.fl_element(_DATA, points),
+                     enc.cs_element(_TYPE, graphic_type), enc.cs_element(_FILLED, "N")])
+
+
+def _annotation(image_ref: bytes, layer: str, graphics: list[bytes], texts: list[bytes]) -> bytes | None:
+    """An encoded Graphic Annotation item of one layer, or None when it would be empty."""
     if not graphics and not texts:
         return None
-    a = pydicom.Dataset()
-    a.ReferencedImageSequence = [image_ref]
-    a.GraphicLayer = layer
+    parts = [enc.sequence(_REF_IMAGES, [image_ref]), enc.cs_element(_LAYER, layer)]
     if graphics:
-        a.GraphicObjectSequence = graphics
+        parts.append(enc.sequence(_OBJECTS, graphics))
     if texts:
-        a.TextObjectSequence = texts
-    return a
+        parts.append(enc.sequence(_TEXTS, texts))
+    return enc.item(parts)
 
 
 def _modality_and_voi(ds: pydicom.Dataset, source: pydicom.Dataset) -> None:

@@ -1,4 +1,5 @@
-"""SR content items encoded straight to bytes (explicit VR little endian, PS3.5 §7.1.2, §7.5).
+"""SR content items (and other deep sequences) encoded straight to bytes (explicit VR little
+endian, PS3.5 §7.1.2, §7.5).
 
 The SR content tree (thousands of small elements) is the costly part of writing an SR with
 pydicom Datasets or highdicom: every element is an object to build, check and encode. Here each
@@ -55,6 +56,25 @@ def _pad(raw: bytes, fill: bytes = b" ") -> bytes:
 def ascii_element(tag: tuple[int, int], vr: str, text: str) -> bytes:
     """A CS/UI/DS/SH element of the default repertoire (UI padded with NUL, the others with space)."""
     return element(tag, vr, _pad(text.encode("ascii"), b"\x00" if vr == "UI" else b" "))
+
+
+def us_element(tag: tuple[int, int], value: int) -> tuple[tuple[int, int], bytes]:
+    return tag, element(tag, "US", struct.pack("<H", int(value)))
+
+
+def fl_element(tag: tuple[int, int], values: np.ndarray | Sequence[float]) -> tuple[tuple[int, int], bytes]:
+    return tag, element(tag, "FL", np.ascontiguousarray(values, dtype="<f4").reshape(-1).tobytes())
+
+
+def cs_element(tag: tuple[int, int], text: str) -> tuple[tuple[int, int], bytes]:
+    return tag, ascii_element(tag, "CS", text)
+
+
+def raw_sequence(tag: tuple[int, int], items: Sequence[bytes]) -> RawDataElement:
+    """A sequence of encoded items as one raw element that pydicom writes unchanged (the dataset
+    needs :meth:`~pydicom.dataset.Dataset.set_original_encoding` explicit VR little endian)."""
+    value = b"".join(items)
+    return RawDataElement(Tag(tag[0], tag[1]), "SQ", len(value), value, 0, False, True)
 
 
 def item(elements: Iterable[tuple[tuple[int, int], bytes]]) -> bytes:
@@ -174,7 +194,5 @@ def scoord(text: Text, relationship: str, concept: Code, graphic_type: str, poin
 
 
 def content_sequence(items: Sequence[bytes]) -> RawDataElement:
-    """The root's Content Sequence as one raw element that pydicom writes unchanged (the dataset
-    needs :meth:`~pydicom.dataset.Dataset.set_original_encoding` explicit VR little endian)."""
-    value = b"".join(items)
-    return RawDataElement(Tag(0x0040A730), "SQ", len(value), value, 0, False, True)
+    """The root's Content Sequence (:func:`raw_sequence`)."""
+    return raw_sequence(CONTENT_SEQ, items)
