@@ -193,6 +193,7 @@ def _content(text: enc.Text, measurement: "Measurement", referenced: pydicom.Dat
              for f in measurement.quality_flags]
     groups = [_group(text, "cervical sagittal alignment", tracking_uid("parameters"), None, site, algorithm, params + flags)]
     landmarks: list[bytes] = []
+    landmarks_uid = tracking_uid("landmarks")  # each landmark's: this UID + ".<1-based index>"
     for index, lm in enumerate(measurement.landmarks):
         if not lm.visible or not (np.isfinite(lm.x_px) and np.isfinite(lm.y_px)):
             continue
@@ -200,12 +201,12 @@ def _content(text: enc.Text, measurement: "Measurement", referenced: pydicom.Dat
                            to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]])), selected_from)
         landmarks.append(enc.num(text, "CONTAINS", CONFIDENCE_CODE, float(lm.confidence), NO_UNITS, [
             enc.text_item(text, "HAS OBS CONTEXT", _TRACKING_ID, lm.name),
-            enc.uidref(text, "HAS OBS CONTEXT", _TRACKING_UID, tracking_uid(f"landmark-{lm.name}")),
+            enc.uidref(text, "HAS OBS CONTEXT", _TRACKING_UID, f"{landmarks_uid}.{index + 1}"),
             enc.code(text, "HAS CONCEPT MOD", _FINDING_SITE, landmark_code(index, lm.name)),
             point,
         ]))
     if landmarks:
-        groups.append(_group(text, "cervical spine landmarks", tracking_uid("landmarks"), LANDMARK_CODE, site, algorithm, landmarks))
+        groups.append(_group(text, "cervical spine landmarks", landmarks_uid, LANDMARK_CODE, site, algorithm, landmarks))
     context.append(enc.container(text, "CONTAINS", _IMAGING_MEASUREMENTS, groups))
     return context, len(params), len(landmarks)
 
