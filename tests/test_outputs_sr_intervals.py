@@ -168,3 +168,18 @@ def test_sr_landmark_tracking_uids_are_deterministic(tmp_path):
         uids.append([i.UID for i in _walk(back.ContentSequence) if i.ValueType == "UIDREF"])
     assert uids[0] == uids[1] and len(set(uids[0])) == len(uids[0]) > 30
     assert np.all([pydicom.uid.UID(u).is_valid for u in uids[0]])
+
+
+def test_sr_switches_to_utf8_for_text_the_source_charset_cannot_hold(tmp_path):
+    """A flag reason with characters outside the source's repertoire makes the SR UTF-8
+    (ISO_IR 192); the copied identity stays readable."""
+    src = _source()  # no Specific Character Set: default repertoire
+    reason = "C7 body height 2.1 mm ≤ 4 mm at 0.15 mm/px"
+    m = replace(_measurement(), quality_flags=({"flag": "implausible_anatomy", "reason": reason},))
+    write_structured_report(m, tmp_path / "sr.dcm", src)
+    back = pydicom.dcmread(tmp_path / "sr.dcm")
+    assert back.SpecificCharacterSet == "ISO_IR 192"
+    assert str(back.PatientName) == "Doe^Jane"
+    flags = [i.TextValue for i in _walk(back.ContentSequence) if i.ValueType == "TEXT"
+             and i.ConceptNameCodeSequence[0].CodeValue == QUALITY_FLAG_CODE.value]
+    assert flags == [f"implausible_anatomy: {reason}"]

@@ -90,6 +90,10 @@ def build_report(measurement: "Measurement", source: pydicom.Dataset | None, ref
     first = evidence[0]
     ds = _header(first, evidence, series_uid, sop_uid)
     text = enc.Text.for_charset(ds.get("SpecificCharacterSet"))
+    ours = [measurement.model_id, *(f"{f['flag']}: {f['reason']}" for f in measurement.quality_flags)]
+    if not all(text.can_encode(t) for t in ours):  # e.g. a flag reason with "≥" in a Latin-1 study
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8; the copied identity is re-encoded on writing
+        text = enc.Text.for_charset("ISO_IR 192")
     root, n_params, n_landmarks = _content(text, measurement, referenced, sop_uid)
     ds[0x0040A730] = enc.content_sequence(root)
     ds.set_original_encoding(False, True, ds._character_set)  # the raw tree is written as it is

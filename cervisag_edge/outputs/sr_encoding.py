@@ -99,6 +99,18 @@ class Text:
         """The encoder of a (0008,0005) Specific Character Set value (None: default repertoire)."""
         return cls(tuple(convert_encodings(specific_character_set or "ISO_IR 6")))
 
+    def can_encode(self, text: str) -> bool:
+        """Whether ``text`` is representable in this character set (ASCII always is)."""
+        if text.isascii():
+            return True
+        for codec in self.encodings:  # Python codec names (pydicom's convert_encodings)
+            try:
+                text.encode(codec)
+                return True
+            except (UnicodeEncodeError, LookupError):
+                continue
+        return False
+
     def encode(self, text: str) -> bytes:
         return text.encode("ascii") if text.isascii() else encode_string(text, list(self.encodings))
 
