@@ -325,7 +325,7 @@ def write_structured_report(
     referenced = source if source is not None else overlay_sc
     evidence = [ds for ds in (source, overlay_sc) if ds is not None]
     series_uid, sop_uid = _uids(measurement, source, "sr")
-    sr, n_params, n_landmarks = build_report(measurement, source, referenced, evidence, series_uid, sop_uid)
+    sr, n_params, n_landmarks = build_report(measurement, referenced, evidence, series_uid, sop_uid)
     sr.SeriesDescription = (
         f"cervisag-edge measurements - {DISCLAIMER}"
         if source is not None

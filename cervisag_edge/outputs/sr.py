@@ -81,12 +81,13 @@ _MODALITY_OF_CLASS = {
 }
 _PROJECTION_MODALITIES = frozenset({"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"})
 
-def build_report(measurement: "Measurement", source: pydicom.Dataset | None, referenced: pydicom.Dataset,
-                 evidence: Sequence[pydicom.Dataset], series_uid: str, sop_uid: str) -> tuple[pydicom.Dataset, int, int]:
+def build_report(measurement: "Measurement", referenced: pydicom.Dataset, evidence: Sequence[pydicom.Dataset],
+                 series_uid: str, sop_uid: str) -> tuple[pydicom.Dataset, int, int]:
     """The SR dataset (header + raw content tree), the number of parameters and of landmarks in it.
 
     ``referenced``: the image the measurements reference (the source, else the overlay SC);
-    ``evidence``: the instances listed in the Current Requested Procedure Evidence Sequence."""
+    ``evidence``: the instances listed in the Current Requested Procedure Evidence Sequence, the
+    first one giving the patient and study (the source, else the overlay SC)."""
     first = evidence[0]
     ds = _header(first, evidence, series_uid, sop_uid)
     text = enc.Text.for_charset(ds.get("SpecificCharacterSet"))
@@ -96,7 +97,9 @@ def build_report(measurement: "Measurement", source: pydicom.Dataset | None, ref
         text = enc.Text.for_charset("ISO_IR 192")
     root, n_params, n_landmarks = _content(text, measurement, referenced, sop_uid)
     ds[0x0040A730] = enc.content_sequence(root)
-    ds.set_original_encoding(False, True, ds._character_set)  # the raw tree is written as it is
+    # pydicom writes raw elements unchanged only when the dataset's "original" encoding and
+    # character set equal the file's (Dataset._character_set is the form it compares)
+    ds.set_original_encoding(False, True, ds._character_set)
     return ds, n_params, n_landmarks
 
 
