@@ -16,7 +16,6 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from test_node_support import free_port, received, start_node, start_storescp, status, wait_for, write_phantoms
 
 pynetdicom = pytest.importorskip("pynetdicom")
-pytest.importorskip("highdicom")
 
 DX = "1.2.840.10008.5.1.4.1.1.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"

@@ -27,7 +27,6 @@ from test_node_support import (
 )
 
 pytest.importorskip("pynetdicom")
-pytest.importorskip("highdicom")
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,19 @@ def test_spool_writes_atomically_and_tracks_states(tmp_path: Path) -> None:
     assert valid_uid("1.2.840.10008") and not valid_uid("1.2.x") and not valid_uid("1" * 65) and not valid_uid("../a")
 
 
+def test_spool_commit_all_moves_every_result_into_its_folder(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s")
+    pairs = []
+    for kind, data in (("sr", b"sr bytes"), ("gsps", b"gsps bytes")):
+        tmp = sp.root / "tmp" / f"k.{kind}"
+        tmp.write_bytes(data)
+        pairs.append((tmp, sp.result("k", kind)))
+    sp.commit_all(pairs)
+    assert sp.result("k", "sr").read_bytes() == b"sr bytes" and sp.result("k", "gsps").read_bytes() == b"gsps bytes"
+    assert not list((sp.root / "tmp").iterdir())
+    sp.commit_all([])  # nothing to commit is not an error
+
+
 def test_status_file_round_trip(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no status file"):
         read_status(tmp_path)

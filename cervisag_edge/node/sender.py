@@ -8,6 +8,7 @@ is retried after :func:`backoff_s`.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -43,6 +44,18 @@ def client_ssl_context(config: "NodeConfig") -> ssl.SSLContext | None:
     return ctx
 
 
+def _no_delay(assoc: object) -> None:
+    """Send each PDU at once (TCP_NODELAY): with Nagle's algorithm the last small PDU of a C-STORE
+    waits for the peer's delayed ACK (~40 ms per object on loopback)."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:  # not a TCP socket: keep the default
+        logger.debug("TCP_NODELAY not set: %s", exc)
+
+
 def send_files(config: "NodeConfig", dest: "Destination", files: Sequence[Path],
                on_sent: Callable[[Path], None]) -> None:
     """C-STORE each of ``files`` to ``dest`` over one association; ``on_sent(path)`` after each
@@ -64,6 +77,7 @@ def send_files(config: "NodeConfig", dest: "Destination", files: Sequence[Path],
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, **kwargs)
     if not assoc.is_established:
         raise DeliveryError(f"{dest.label}: association {'rejected' if assoc.is_rejected else 'failed'}")
+    _no_delay(assoc)
     try:
         for path in files:
             status = assoc.send_c_store(Path(path))  # streamed from the file, not decoded again

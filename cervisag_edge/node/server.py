@@ -78,11 +78,10 @@ class Node:
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> "Node":
         # import everything the threads use before starting them (concurrent first imports of
-        # pydicom/highdicom from several threads can see partially initialised modules)
-        import highdicom  # noqa: F401
+        # pydicom modules from several threads can see partially initialised modules)
         import pynetdicom  # noqa: F401
 
-        from ..outputs import dicom_out, gsps, overlay  # noqa: F401
+        from ..outputs import dicom_out, gsps, overlay, sr, sr_encoding  # noqa: F401
 
         if self.measurer is None:
             from ..core.measurer import Measurer

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,22 @@ class Spool:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         return path
+
+    def commit_all(self, pairs: Sequence[tuple[Path, Path]]) -> None:
+        """:meth:`commit` of several ``(tmp, path)`` files into one folder with one fsync of that
+        folder: each file is fsync'd, then all are renamed, then the folder is fsync'd."""
+        if not pairs:
+            return
+        folders = {path.parent for _, path in pairs}
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        for tmp, _ in pairs:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for tmp, path in pairs:
+            os.replace(tmp, path)
+        for folder in folders:
+            _fsync_dir(folder)
 
     def write_json(self, path: Path, obj: Any) -> Path:
         return self.write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())

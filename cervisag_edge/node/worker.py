@@ -79,8 +79,8 @@ def write_results(spool: "Spool", key: str, measurement: "Measurement", image: "
         uids["gsps"] = str(write_presentation_state(measurement, tmp / f"{key}.gsps", source).SOPInstanceUID)
     if "sr" in outputs:
         uids["sr"] = str(write_structured_report(measurement, tmp / f"{key}.sr", source, overlay_sc=sc).SOPInstanceUID)
-    for kind in uids:  # the commit point of each: fsync, rename into results/<key>/
-        spool.commit(tmp / f"{key}.{kind}", spool.result(key, kind))
+    # the commit point: fsync each, rename into results/<key>/, one fsync of that folder
+    spool.commit_all([(tmp / f"{key}.{kind}", spool.result(key, kind)) for kind in uids])
     return uids
 
 

@@ -2,7 +2,8 @@
 
 - :mod:`.records`: ``record_ok``, ``record_error``, ``write_records``, ``RECORD_SCHEMA``;
 - :mod:`.overlay`: ``render_overlay``, ``save_overlay`` (OpenCV only);
-- :mod:`.dicom_out`: ``write_secondary_capture``, ``write_structured_report`` (highdicom, lazy).
+- :mod:`.dicom_out`: ``write_secondary_capture``, ``write_structured_report``; :mod:`.gsps`:
+  ``write_presentation_state`` (pydicom only).
 
 Only :mod:`.records` is imported here; the others load on first use.
 """

@@ -1,6 +1,7 @@
 """DICOM outputs for PACS: a Secondary Capture of the overlay and a Comprehensive 3D SR (TID 1500).
 
-highdicom is imported lazily (``pip install cervisag-edge[dicom-out]``).
+Written with pydicom alone (no highdicom at run time): the SC here, the SR in :mod:`.sr` and
+:mod:`.sr_encoding`, the GSPS in :mod:`.gsps`. highdicom parses them back in the tests.
 
 What the outputs carry (see ``docs/output.md``): patient and study identity copied from the
 source image (never invented), plus Series/SOP Instance UIDs, series numbers
@@ -13,20 +14,21 @@ attributes stay empty, and the Series Description says so.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from ..version import __version__
 from ..errors import InputError
-from .graphics import to_dicom_image_coords
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.measurement import Measurement
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MANUFACTURER = "cervisag-edge"
 SC_SERIES_NUMBER = 9901
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 SR_SERIES_NUMBER = 9902
 PRIVATE_SCHEME = "99CERVISAG"
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
@@ -59,11 +62,108 @@ _REQUIRED_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
 LANDMARK_CODE = Code("CSAG100", PRIVATE_SCHEME, "Cervical spine landmark")
 CONFIDENCE_CODE = Code("CSAG101", PRIVATE_SCHEME, "Landmark detection confidence")
 NO_UNITS = Code("1", "UCUM", "no units")
-IMAGING_MEASUREMENTS = "126010"  # DCM "Imaging Measurements" container of TID 1500
+#: TID 310 Measurement Properties (CID 225): the 95 % interval as ranges of uncertainty.
+UPPER_UNCERTAINTY_CODE = Code("371886008", "SCT", "+, range of upper measurement uncertainty")
+LOWER_UNCERTAINTY_CODE = Code("371885007", "SCT", "-, range of lower measurement uncertainty")
+#: Derivation (DCM 121401) of a value computed with an estimated (hidden) landmark.
+DERIVATION_ESTIMATED_CODE = Code("CSAG020", PRIVATE_SCHEME, "Estimated from hidden landmarks")
+#: One TEXT item per quality flag in the parameters group: "<flag>: <reason>".
+QUALITY_FLAG_CODE = Code("CSAG030", PRIVATE_SCHEME, "Image quality flag")
+#: Algorithm parameter naming the level of the intervals (present when there are intervals).
+INTERVAL_LEVEL = "interval=95% (calibrated on phantoms)"
 #: Coding Scheme Identification of :data:`PRIVATE_SCHEME` (PS3.3 C.12.1.1.2).
 PRIVATE_SCHEME_NAME = "cervisag-edge private codes"
 PRIVATE_SCHEME_ORGANIZATION = "cervisag-edge project"
 _UID_NAMESPACE = uuid.UUID("6f1c2a1e-5b0d-4c55-9a4e-2f6b7d8c9e10")
+
+
+#: Root attributes of the Patient, Clinical Trial Subject, General Study, Patient Study and
+#: Clinical Trial Study modules (PS3.3 C.7.1.1, C.7.1.3, C.7.2.1-C.7.2.3), copied from the source.
+_PATIENT_STUDY_KEYWORDS = """
+ReferencedPatientSequence PatientName PatientID IssuerOfPatientID TypeOfPatientID IssuerOfPatientIDQualifiersSequence
+SourcePatientGroupIdentificationSequence GroupOfPatientsIdentificationSequence PatientBirthDate PatientBirthTime
+PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar PatientAlternativeCalendar PatientSex
+QualityControlSubject StrainDescription StrainNomenclature StrainStockSequence StrainAdditionalInformation
+StrainCodeSequence GeneticModificationsSequence OtherPatientNames OtherPatientIDsSequence ReferencedPatientPhotoSequence
+EthnicGroupCodeSequence PatientSpeciesDescription PatientSpeciesCodeSequence PatientBreedDescription
+PatientBreedCodeSequence BreedRegistrationSequence ResponsiblePerson ResponsiblePersonRole ResponsibleOrganization
+PatientComments PatientIdentityRemoved DeidentificationMethod DeidentificationMethodCodeSequence
+ClinicalTrialSponsorName ClinicalTrialProtocolID ClinicalTrialProtocolName IssuerOfClinicalTrialProtocolID
+OtherClinicalTrialProtocolIDsSequence ClinicalTrialSiteID ClinicalTrialSiteName IssuerOfClinicalTrialSiteID
+ClinicalTrialSubjectID IssuerOfClinicalTrialSubjectID ClinicalTrialSubjectReadingID
+IssuerOfClinicalTrialSubjectReadingID ClinicalTrialProtocolEthicsCommitteeName
+ClinicalTrialProtocolEthicsCommitteeApprovalNumber StudyDate StudyTime AccessionNumber IssuerOfAccessionNumberSequence
+ReferringPhysicianName ReferringPhysicianIdentificationSequence ConsultingPhysicianName
+ConsultingPhysicianIdentificationSequence StudyDescription ProcedureCodeSequence PhysiciansOfRecord
+PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy PhysiciansReadingStudyIdentificationSequence
+ReferencedStudySequence StudyInstanceUID StudyID RequestingService RequestingServiceCodeSequence
+ReasonForPerformedProcedureCodeSequence AdmittingDiagnosesDescription AdmittingDiagnosesCodeSequence PatientAge
+PatientSize PatientSizeCodeSequence PatientBodyMassIndex MeasuredAPDimension MeasuredLateralDimension PatientWeight
+MedicalAlerts Allergies Occupation SmokingStatus AdditionalPatientHistory PregnancyStatus LastMenstrualDate
+PatientSexNeutered ReasonForVisit ReasonForVisitCodeSequence AdmissionID IssuerOfAdmissionIDSequence ServiceEpisodeID
+ServiceEpisodeDescription IssuerOfServiceEpisodeIDSequence PatientState ClinicalTrialTimePointID
+ClinicalTrialTimePointDescription LongitudinalTemporalOffsetFromEvent LongitudinalTemporalEventType
+ClinicalTrialTimePointTypeCodeSequence IssuerOfClinicalTrialTimePointID ConsentForClinicalTrialUseSequence
+""".split()
+PATIENT_STUDY_TAGS = frozenset(int(tag_for_keyword(k)) for k in _PATIENT_STUDY_KEYWORDS)  # type: ignore[arg-type]
+#: Type 2 identity attributes present (empty) even when the source lacks them; nothing is invented.
+TYPE2_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                  "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+
+
+def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> pydicom.Dataset:
+    """An empty instance of ``sop_class_uid`` with its file meta (explicit VR little endian)."""
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, sop_instance_uid
+    return ds
+
+
+def copy_patient_and_study(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
+    """The source's Patient and Study module attributes (:data:`PATIENT_STUDY_TAGS`) and Specific
+    Character Set into ``ds``; absent Type 2 identity attributes (:data:`TYPE2_IDENTITY`) empty."""
+    if source is not None:
+        for elem in source:
+            if int(elem.tag) in PATIENT_STUDY_TAGS:
+                ds.add(elem)
+        if "SpecificCharacterSet" in source:
+            ds.SpecificCharacterSet = source.SpecificCharacterSet
+    for keyword in TYPE2_IDENTITY:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+
+
+def code_dataset(code: Code) -> pydicom.Dataset:
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
+    return item
+
+
+def equipment(source: pydicom.Dataset | None, now: datetime.datetime) -> list[pydicom.Dataset]:
+    """Contributing Equipment: the source's acquisition equipment (when there is a source naming
+    a manufacturer) and this software as processing equipment."""
+    out = []
+    if source is not None and source.get("Manufacturer"):
+        acq = pydicom.Dataset()
+        for keyword in ("Manufacturer", "InstitutionName", "InstitutionAddress", "StationName",
+                        "InstitutionalDepartmentName", "ManufacturerModelName", "DeviceSerialNumber", "SoftwareVersions"):
+            if source.get(keyword):
+                setattr(acq, keyword, source[keyword].value)
+        acq.ContributionDescription = "Acquisition equipment of the source image(s)"
+        acq.PurposeOfReferenceCodeSequence = [code_dataset(Code("109101", "DCM", "Acquisition Equipment"))]
+        out.append(acq)
+    proc = pydicom.Dataset()
+    proc.Manufacturer, proc.ManufacturerModelName, proc.SoftwareVersions = MANUFACTURER, "cervisag-edge", __version__
+    proc.ContributionDateTime = now.strftime("%Y%m%d%H%M%S.%f")
+    proc.ContributionDescription = "Software used to create this instance"
+    proc.PurposeOfReferenceCodeSequence = [code_dataset(Code("109102", "DCM", "Processing Equipment"))]
+    out.append(proc)
+    return out
 
 
 def result_uid(source_sop_instance_uid: str, model_sha256: str, kind: str) -> str:
@@ -101,7 +201,7 @@ def set_body_part(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
 
 
 def copy_deidentification(ds: pydicom.Dataset, source: pydicom.Dataset | None) -> None:
-    """Patient Identity Removed is copied from the source by highdicom; when it is YES the
+    """Patient Identity Removed is copied from the source (patient module); when it is YES the
     De-identification Method (Type 1C) must be present: copy the source's, else state that the
     source gave none."""
     if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
@@ -112,23 +212,6 @@ def copy_deidentification(ds: pydicom.Dataset, source: pydicom.Dataset | None) -
         ds.DeidentificationMethod = source.DeidentificationMethod
     elif "DeidentificationMethodCodeSequence" not in ds:
         ds.DeidentificationMethod = "as stated by the source image (method not given there)"
-
-
-#: Type 2 identity attributes highdicom reads from evidence; absent ones are added empty.
-_TYPE2_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
-                   "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
-
-
-def _with_empty_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
-    """Shallow copy with absent Type 2 identity attributes present and empty (nothing invented)."""
-    missing = [k for k in _TYPE2_IDENTITY if k not in ds]
-    if not missing:
-        return ds
-    out = pydicom.Dataset(ds)
-    out.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
-    for k in missing:
-        setattr(out, k, "")
-    return out
 
 
 def _check_source(source: pydicom.Dataset, what: str) -> None:
@@ -161,34 +244,31 @@ def write_secondary_capture(
     Patient/study identity is copied from ``source``; the SC references it in its Source Image
     Sequence. Returns the dataset written.
     """
-    import highdicom as hd
-
     if source is not None:
         _check_source(source, "Secondary Capture")
     series_uid, sop_uid = _uids(measurement, source, "sc")
     rgb = np.ascontiguousarray(overlay_rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"{path}: overlay has shape {rgb.shape} dtype {rgb.dtype}, expected (H, W, 3) uint8")
-    common: dict[str, Any] = dict(
-        pixel_array=rgb,
-        photometric_interpretation="RGB",
-        bits_allocated=8,
-        coordinate_system="PATIENT",
-        series_instance_uid=series_uid,
-        series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        patient_orientation=_orientation(measurement, source),
-        transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
-    )
-    if source is not None:
-        sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=source, **common)
-        description = f"cervisag-edge overlay - {DISCLAIMER}"
-    else:
-        sc = hd.sc.SCImage(study_instance_uid=generate_uid(), **common)
-        description = "cervisag-edge overlay, synthetic study (no DICOM source)"
-    sc.SeriesDescription = description
+    now = datetime.datetime.now()
+    sc = new_dataset(SECONDARY_CAPTURE, sop_uid)
+    copy_patient_and_study(sc, source)
+    if source is None:
+        sc.StudyInstanceUID = generate_uid()
+    sc.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    sc.InstanceCreationDate = sc.ContentDate = sc.DateOfSecondaryCapture = now.strftime("%Y%m%d")
+    sc.InstanceCreationTime = sc.ContentTime = sc.TimeOfSecondaryCapture = now.strftime("%H%M%S.%f")
+    sc.Modality, sc.ConversionType, sc.Manufacturer = "OT", "DI", MANUFACTURER
+    sc.SeriesInstanceUID, sc.SeriesNumber, sc.InstanceNumber = series_uid, SC_SERIES_NUMBER, 1
+    sc.PatientOrientation = list(_orientation(measurement, source))
+    sc.ContributingEquipmentSequence = equipment(source, now)
+    sc.SamplesPerPixel, sc.PhotometricInterpretation, sc.PlanarConfiguration = 3, "RGB", 0
+    sc.Rows, sc.Columns = int(rgb.shape[0]), int(rgb.shape[1])
+    sc.BitsAllocated, sc.BitsStored, sc.HighBit, sc.PixelRepresentation = 8, 8, 7, 0
+    raw = rgb.tobytes()
+    sc.add_new(0x7FE00010, "OB", raw + b"\x00" if len(raw) % 2 else raw)
+    sc.SeriesDescription = (f"cervisag-edge overlay - {DISCLAIMER}" if source is not None
+                            else "cervisag-edge overlay, synthetic study (no DICOM source)")
     sc.ImageComments = f"{DISCLAIMER}. Measured by cervisag-edge {__version__}, model {measurement.model_id}."
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = "Landmarks and sagittal alignment measurements drawn on the source image"
@@ -215,12 +295,17 @@ def write_structured_report(
     source: pydicom.Dataset | None = None,
     overlay_sc: pydicom.Dataset | None = None,
 ) -> pydicom.Dataset:
-    """Write a Comprehensive 3D SR holding a TID 1500 Measurement Report.
+    """Write a Comprehensive 3D SR holding a TID 1500 Measurement Report (built by :mod:`.sr`,
+    without highdicom).
 
     - One TID 1501 group of the six parameters: each available one is a numeric item (UCUM unit,
       codes in :data:`SR_CODES`) referencing the source image and carrying its construction as
       SCOORD POLYLINEs in image coordinates (:func:`~.graphics.parameter_polylines`: both
-      reference lines of each Cobb angle, Borden's chord and perpendicular). None values are omitted.
+      reference lines of each Cobb angle, Borden's chord and perpendicular). None values are
+      omitted. With an interval in ``measurement.parameter_intervals`` the item has TID 310
+      properties :data:`UPPER_UNCERTAINTY_CODE` = high - value and :data:`LOWER_UNCERTAINTY_CODE`
+      = value - low (in its unit); an estimated value has the Derivation
+      :data:`DERIVATION_ESTIMATED_CODE`; each quality flag is a TEXT item :data:`QUALITY_FLAG_CODE`.
     - One TID 1501 group of the landmarks (finding type :data:`LANDMARK_CODE`): per visible
       landmark a numeric item of its detection confidence (:data:`CONFIDENCE_CODE`, unitless) with
       the landmark name as tracking identifier and as finding site (:func:`landmark_code`), and
@@ -229,117 +314,18 @@ def write_structured_report(
     Private codes (:data:`PRIVATE_SCHEME`) are declared in the Coding Scheme Identification
     Sequence. The SR is in the study of ``source``; without one it joins the (synthetic) study of
     ``overlay_sc`` and references that image instead. One of the two is required. Returns the
-    dataset written.
+    dataset written (its Content Sequence is one raw element, parsed on first access).
     """
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    from .graphics import parameter_polylines
+    from .sr import build_report
 
     if source is None and overlay_sc is None:
         raise InputError(f"{path}: a DICOM SR needs a source image or the overlay Secondary Capture to reference")
     if source is not None:
         _check_source(source, "Structured Report")
     referenced = source if source is not None else overlay_sc
-    evidence = [_with_empty_type2(ds) for ds in (source, overlay_sc) if ds is not None]
+    evidence = [ds for ds in (source, overlay_sc) if ds is not None]
     series_uid, sop_uid = _uids(measurement, source, "sr")
-
-    def tracking_uid(what: str) -> str:
-        return result_uid(sop_uid, measurement.model_sha256, f"sr-tracking-{what}")
-
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=_device_uid(measurement),
-            name="cervisag-edge",
-            manufacturer_name=MANUFACTURER,
-            model_name=measurement.model_id[:64],
-        ),
-    )
-    algorithm = hd.sr.AlgorithmIdentification(
-        name="cervisag-edge",
-        version=__version__,
-        parameters=[f"model={measurement.model_id}", f"backend={measurement.backend}", f"precision={measurement.precision}"],
-    )
-    source_ref = hd.sr.SourceImageForMeasurement(
-        referenced_sop_class_uid=referenced.SOPClassUID,
-        referenced_sop_instance_uid=referenced.SOPInstanceUID,
-    )
-    region_ref = hd.sr.SourceImageForRegion(
-        referenced_sop_class_uid=referenced.SOPClassUID,
-        referenced_sop_instance_uid=referenced.SOPInstanceUID,
-    )
-    lines: dict[str, list[Any]] = {}
-    for line in parameter_polylines(measurement):
-        lines.setdefault(line.parameter, []).append(
-            hd.sr.CoordinatesForMeasurement(graphic_type="POLYLINE", graphic_data=to_dicom_image_coords(line.points_px),
-                                            source_image=region_ref))
-    values = measurement.parameters.as_dict()
-    items = []
-    for key, (name, method, unit) in SR_CODES.items():
-        value = values.get(key)
-        if value is None or not np.isfinite(value):
-            continue
-        items.append(
-            hd.sr.Measurement(
-                name=name,
-                value=float(value),
-                unit=unit,
-                method=method,
-                referenced_images=[source_ref],
-                referenced_coordinates=lines.get(key) or None,
-            )
-        )
-    groups: list[Any] = [hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid("parameters"), identifier="cervical sagittal alignment"),
-        algorithm_id=algorithm,
-        finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
-        measurements=items or None,
-    )]
-    landmark_items = []
-    for index, lm in enumerate(measurement.landmarks):
-        if not lm.visible or not (np.isfinite(lm.x_px) and np.isfinite(lm.y_px)):
-            continue
-        point = hd.sr.CoordinatesForMeasurement(graphic_type="POINT", source_image=region_ref,
-                                                graphic_data=to_dicom_image_coords(np.array([[lm.x_px, lm.y_px]])))
-        landmark_items.append(hd.sr.Measurement(
-            name=CONFIDENCE_CODE, value=float(lm.confidence), unit=NO_UNITS,
-            tracking_identifier=hd.sr.TrackingIdentifier(identifier=lm.name),
-            finding_sites=[hd.sr.FindingSite(anatomic_location=landmark_code(index, lm.name))],
-            referenced_coordinates=[point],
-        ))
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=PROCEDURE_CODE,
-        imaging_measurements=groups,
-        referenced_images=_image_library(referenced),
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=series_uid,
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
-    )
-    if landmark_items:
-        # The landmarks' group (highdicom's TID 1501) joins the Imaging Measurements container
-        # after the document is built: it references only the source image, already in the
-        # evidence, and highdicom's copy and evidence search of ~30 more SCOORDs cost ~85 % of
-        # the SR time. (``sr.content`` of this object omits it; a re-read SR has it.)
-        landmarks_group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid("landmarks"), identifier="cervical spine landmarks"),
-            finding_type=LANDMARK_CODE,
-            algorithm_id=algorithm,
-            finding_sites=[hd.sr.FindingSite(anatomic_location=FINDING_SITE_CODE)],
-            measurements=landmark_items,
-        )
-        container = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == IMAGING_MEASUREMENTS)
-        container.ContentSequence.extend(landmarks_group)
+    sr, n_params, n_landmarks = build_report(measurement, referenced, evidence, series_uid, sop_uid)
     sr.SeriesDescription = (
         f"cervisag-edge measurements - {DISCLAIMER}"
         if source is not None
@@ -348,28 +334,13 @@ def write_structured_report(
     declare_private_scheme(sr)
     copy_deidentification(sr, source)
     sr.save_as(str(path), enforce_file_format=True)
-    logger.info("wrote %s (%d measurements, %d landmarks)", path, len(items), len(landmark_items))
+    logger.info("wrote %s (%d measurements, %d landmarks)", path, n_params, n_landmarks)
     return sr
 
 
 def landmark_code(index: int, name: str) -> Code:
     """The private code of landmark ``name`` (position ``index`` in ``LANDMARK_NAMES``)."""
     return Code(f"CSAGL{index:02d}", PRIVATE_SCHEME, name)
-
-
-def _image_library(image: pydicom.Dataset) -> list[pydicom.Dataset] | None:
-    """``[image]`` when highdicom can describe it in the Image Library (it needs e.g. Rows,
-    Columns, Modality and, for projection radiographs, Patient Orientation); else None, and the
-    reference stays in the evidence and in each measurement's Source Image For Measurement."""
-    import highdicom as hd
-
-    try:
-        hd.sr.ImageLibrary([image])
-    except (AttributeError, ValueError, TypeError) as exc:
-        name = getattr(image, "filename", None) or image.get("SOPInstanceUID", "source")
-        logger.warning("%s: image library entry left out of the SR: %s", name, exc)
-        return None
-    return [image]
 
 
 def read_sr_measurements(path_or_dataset: str | PathLike[str] | pydicom.Dataset) -> dict[str, tuple[float, str]]:
