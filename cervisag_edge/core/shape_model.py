@@ -12,13 +12,16 @@ generalised Procrustes analysis (similarity: rotation, scale, translation). In t
 with an unknown similarity T. Given the observed landmarks O (positions ``y_O``, noise
 covariances ``R_O``):
 
-1. T⁻¹ (image → model) is the weighted least-squares similarity that maximises the marginal
-   likelihood of the observed landmarks, ``w_O = T⁻¹(y_O) ~ N(mean_O, cov_OO + |T⁻¹|² R_O)``
-   (linear in the four similarity parameters; iterated twice for the noise term);
-2. the hidden landmarks H follow the Gaussian conditional
-   ``x_H | w_O ~ N(mean_H + cov_HO G (w_O − mean_O), cov_HH − cov_HO G cov_OH)``,
-   ``G = (cov_OO + |T⁻¹|² R_O + ridge)⁻¹``;
-3. both are mapped back to the image with T (the covariance rotated and scaled).
+1. T⁻¹ (image → model) is the least-squares similarity of the observed landmarks onto their
+   mean, ``w_O = T⁻¹(y_O)``;
+2. that pose comes from the seen part only (the fit aligned whole shapes), so the covariance
+   gets the four similarity directions at the mean with a wide variance:
+   ``cov' = cov + POSE_VARIANCE · V Vᵀ`` (V: translation x, y, rotation, scale), which
+   integrates the conditional over the pose (linearised);
+3. the hidden landmarks H follow the Gaussian conditional
+   ``x_H | w_O ~ N(mean_H + cov'_HO G (w_O − mean_O), cov'_HH − cov'_HO G cov'_OH)``,
+   ``G = (cov'_OO + |T⁻¹|² R_O + ridge)⁻¹`` (R_O: the observations' noise);
+4. both are mapped back to the image with T (the covariance rotated and scaled).
 
 The conditional covariance grows with the distance from the seen levels and with the
 population's variability (curvature, head posture), so an estimate far from the seen levels is
@@ -48,8 +51,9 @@ SHAPE_FILE = "shape_model.json"
 #: Ridge added to the observed block (model units², the mean shape has unit RMS radius), so that
 #: the directions the alignment removed stay invertible.
 RIDGE = 1e-6
-#: Iterations of (alignment, noise term).
-ALIGN_ITERATIONS = 2
+#: Variance (model units², i.e. rad² for the rotation) of the pose directions: wide against the
+#: shape variance (~1e-3), so the pose is left to the seen landmarks.
+POSE_VARIANCE = 1.0
 
 
 def facing_sign(pts: np.ndarray) -> float:
@@ -122,6 +126,16 @@ class ShapeModel:
             raise ValueError(f"{self.origin}: shape model has non-finite numbers")
         if not np.allclose(self.cov, np.asarray(self.cov).T, atol=1e-9):
             raise ValueError(f"{self.origin}: shape model cov is not symmetric")
+        # the pose of an image is estimated from its seen landmarks only, not from the whole
+        # shape as in the fit: the four similarity directions at the mean (translation x, y,
+        # rotation, scale) get a wide variance, so the conditional integrates over the pose
+        m = np.asarray(self.mean, dtype=np.float64)
+        dirs = np.zeros((2 * NUM_LANDMARKS, 4))
+        dirs[0::2, 0] = 1.0
+        dirs[1::2, 1] = 1.0
+        dirs[0::2, 2], dirs[1::2, 2] = -m[:, 1], m[:, 0]
+        dirs[0::2, 3], dirs[1::2, 3] = m[:, 0], m[:, 1]
+        object.__setattr__(self, "pose_cov", np.asarray(self.cov, dtype=np.float64) + POSE_VARIANCE * dirs @ dirs.T)
 
     # ------------------------------------------------------------------ fitting and files
     @classmethod
@@ -156,11 +170,13 @@ class ShapeModel:
     def condition(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray, hidden: np.ndarray) -> Conditional:
         """Estimate the landmarks ``hidden`` (K,) bool from the ``observed`` (K,) ones.
 
-        ``pts_px`` (K, 2) and ``cov_px2`` (K, 2, 2) are read only where ``observed``. Needs at
+        ``pts_px`` (K, 2) and ``cov_px2`` (K, 2, 2) (the observation noise) are read only where
+        ``observed``. A landmark both observed and asked for gets its posterior (the noisy
+        observation combined with the others). Needs at
         least 3 observed landmarks (a similarity has 4 parameters); raises ``ValueError`` when
         fewer or when the facing cannot be told."""
         obs = np.flatnonzero(np.asarray(observed, dtype=bool))
-        hid = np.flatnonzero(np.asarray(hidden, dtype=bool) & ~np.asarray(observed, dtype=bool))
+        hid = np.flatnonzero(np.asarray(hidden, dtype=bool))
         if len(obs) < 3:
             raise ValueError(f"shape model needs at least 3 observed landmarks, got {len(obs)}")
         y = np.asarray(pts_px, dtype=np.float64)[obs].copy()
@@ -172,7 +188,6 @@ class ShapeModel:
         oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
         hi = np.stack([2 * hid, 2 * hid + 1], axis=1).ravel()
         mu_o = self.mean[obs].ravel()
-        s_oo = self.cov[np.ix_(oi, oi)]
         # design of w = c·z + d (c, d complex) in p = (Re c, Im c, Re d, Im d)
         A = np.zeros((2 * len(obs), 4))
         A[0::2] = np.column_stack([y[:, 0], -y[:, 1], np.ones(len(obs)), np.zeros(len(obs))])
@@ -180,19 +195,14 @@ class ShapeModel:
         Rb = np.zeros((2 * len(obs), 2 * len(obs)))
         for j in range(len(obs)):
             Rb[2 * j:2 * j + 2, 2 * j:2 * j + 2] = R[j]
-        # start: the unweighted similarity, then the likelihood-weighted one
-        p = np.linalg.lstsq(A, mu_o, rcond=None)[0]
-        ridge = RIDGE * np.eye(len(oi))
-        for _ in range(ALIGN_ITERATIONS):
-            c2 = p[0] ** 2 + p[1] ** 2
-            W = np.linalg.inv(s_oo + c2 * Rb + ridge)
-            p = np.linalg.solve(A.T @ W @ A, A.T @ W @ mu_o)
+        p = np.linalg.lstsq(A, mu_o, rcond=None)[0]  # the seen landmarks posed on the mean
         c2 = p[0] ** 2 + p[1] ** 2
-        G = np.linalg.inv(s_oo + c2 * Rb + ridge)
+        cov = self.pose_cov
+        G = np.linalg.inv(cov[np.ix_(oi, oi)] + c2 * Rb + RIDGE * np.eye(len(oi)))
         w = A @ p
-        s_ho = self.cov[np.ix_(hi, oi)]
+        s_ho = cov[np.ix_(hi, oi)]
         x_h = self.mean[hid].ravel() + s_ho @ G @ (w - mu_o)
-        s_hh = self.cov[np.ix_(hi, hi)] - s_ho @ G @ s_ho.T
+        s_hh = cov[np.ix_(hi, hi)] - s_ho @ G @ s_ho.T
         # back to the image: z = (w − d) / c, sign undone
         c = p[0] + 1j * p[1]
         d = p[2] + 1j * p[3]
