@@ -56,6 +56,11 @@ RIDGE = 1e-6
 POSE_VARIANCE = 1.0
 
 
+#: The landmarks the fit aligns on: the vertebral corners C2…T1 (the skull and C1 landmarks,
+#: which move with the head posture, are carried along but do not set the frame).
+_CHAIN = np.array([n[:2] in ("C2", "C3", "C4", "C5", "C6", "C7", "T1") and n[2] == "_" for n in LANDMARK_NAMES])
+
+
 def facing_sign(pts: np.ndarray) -> float:
     """+1 if anterior is +x in ``pts`` (K, 2) (NaN rows missing), −1 if −x; the rule of
     :func:`cervisag_edge.core.parameters.compute_parameters`. Raises ``ValueError`` when undecidable."""
@@ -72,28 +77,31 @@ def _real(z: np.ndarray) -> np.ndarray:
     return np.stack([z.real, z.imag], axis=-1)
 
 
-def procrustes(shapes: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def procrustes(shapes: np.ndarray, iterations: int = 10, use: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Generalised Procrustes analysis of N shapes (N, K, 2) → (aligned (N, K, 2), mean (K, 2)).
 
-    The mean is centred with unit RMS radius; each shape is mapped onto it by its least-squares
-    similarity (rotation, scale, translation; no reflection)."""
+    Each shape is mapped onto the mean by the least-squares similarity (rotation, scale,
+    translation; no reflection) of its landmarks ``use`` (K,) bool (None: all); the mean of those
+    is centred with unit RMS radius. The other landmarks are carried along."""
     z = _complex(np.asarray(shapes, dtype=np.float64))
-    z = z - z.mean(axis=1, keepdims=True)
-    ref = z[0] / np.sqrt(np.mean(np.abs(z[0]) ** 2))
+    u = np.ones(z.shape[1], dtype=bool) if use is None else np.asarray(use, dtype=bool)
+    z = z - z[:, u].mean(axis=1, keepdims=True)
+
+    def pose(ref: np.ndarray) -> np.ndarray:
+        return np.sum(np.conj(z[:, u]) * ref[None, u], axis=1) / np.sum(np.abs(z[:, u]) ** 2, axis=1)
+
+    ref = z[0] / np.sqrt(np.mean(np.abs(z[0, u]) ** 2))
     for _ in range(iterations):
-        a = np.sum(np.conj(z) * ref[None], axis=1) / np.sum(np.abs(z) ** 2, axis=1)
-        aligned = a[:, None] * z
-        new = aligned.mean(axis=0)
-        new = new - new.mean()
-        new = new / np.sqrt(np.mean(np.abs(new) ** 2))
+        new = (pose(ref)[:, None] * z).mean(axis=0)
+        new = new - new[u].mean()
+        new = new / np.sqrt(np.mean(np.abs(new[u]) ** 2))
         # keep the orientation of the first shape (GPA fixes the mean only up to a rotation)
-        new = new * np.exp(-1j * np.angle(np.sum(np.conj(ref) * new)))
+        new = new * np.exp(-1j * np.angle(np.sum(np.conj(ref[u]) * new[u])))
         if np.max(np.abs(new - ref)) < 1e-12:
             ref = new
             break
         ref = new
-    a = np.sum(np.conj(z) * ref[None], axis=1) / np.sum(np.abs(z) ** 2, axis=1)
-    return _real(a[:, None] * z), _real(ref)
+    return _real(pose(ref)[:, None] * z), _real(ref)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ class ShapeModel:
             raise ValueError(f"shape model: at least 20 complete ({NUM_LANDMARKS}, 2) shapes expected, got {s.shape}")
         for i in range(len(s)):
             s[i, :, 0] *= facing_sign(s[i])
-        aligned, mean = procrustes(s)
+        aligned, mean = procrustes(s, use=_CHAIN)
         flat = aligned.reshape(len(s), -1)
         cov = np.cov(flat, rowvar=False)
         return cls(mean, 0.5 * (cov + cov.T), dict(source or {}, n_shapes=len(s)))
