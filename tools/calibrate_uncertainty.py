@@ -114,17 +114,17 @@ def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
-    """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image."""
-    from cervisag_edge.core.parameters import compute_parameters
+    """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image, from the
+    measured parameters as the Measurer computes them (all None when no geometry can be)."""
+    from cervisag_edge.core.parameters import parameters_from_px
     from cervisag_edge.core.uncertainty import uncertain_parameters
 
     out = []
     for i in range(len(data["pts"])):
         sp = tuple(data["spacing"][i])
         vis = data["vis"][i].astype(bool)
-        mm = np.array([sp[1], sp[0]])
         try:
-            measured = compute_parameters(np.where(vis[:, None], data["pts"][i], np.nan) * mm)
+            measured, _, _ = parameters_from_px(data["pts"][i], vis, sp)
             res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
                                        data["spread"][i], sp, measured, cal, estimates=estimates)
         except ValueError:
