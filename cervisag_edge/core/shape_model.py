@@ -200,9 +200,10 @@ class ShapeModel:
         A = np.zeros((2 * len(obs), 4))
         A[0::2] = np.column_stack([y[:, 0], -y[:, 1], np.ones(len(obs)), np.zeros(len(obs))])
         A[1::2] = np.column_stack([y[:, 1], y[:, 0], np.zeros(len(obs)), np.ones(len(obs))])
-        Rb = np.zeros((2 * len(obs), 2 * len(obs)))
-        for j in range(len(obs)):
-            Rb[2 * j:2 * j + 2, 2 * j:2 * j + 2] = R[j]
+        n = len(obs)
+        Rb = np.zeros((n, 2, n, 2))
+        Rb[np.arange(n), :, np.arange(n), :] = R  # block diagonal (2n, 2n)
+        Rb = Rb.reshape(2 * n, 2 * n)
         p = np.linalg.lstsq(A, mu_o, rcond=None)[0]  # the seen landmarks posed on the mean
         c2 = p[0] ** 2 + p[1] ** 2
         cov = self.pose_cov
@@ -219,9 +220,10 @@ class ShapeModel:
         pts[:, 0] *= sign
         inv = 1.0 / c  # linear part of the inverse map, as a 2×2 rotation-scale
         M = np.diag([sign, 1.0]) @ np.array([[inv.real, -inv.imag], [inv.imag, inv.real]])
-        big = np.kron(np.eye(len(hid)), M)
+        m = len(hid)
+        big = np.kron(np.eye(m), M)
         joint = big @ (0.5 * (s_hh + s_hh.T)) @ big.T
-        per = np.stack([joint[2 * j:2 * j + 2, 2 * j:2 * j + 2] for j in range(len(hid))]) if len(hid) else np.zeros((0, 2, 2))
+        per = joint.reshape(m, 2, m, 2)[np.arange(m), :, np.arange(m), :]  # (m, 2, 2) diagonal blocks
         return Conditional(hid, pts, per, joint)
 
 
