@@ -7,8 +7,9 @@ The model is fitted by ``tools/fit_shape_model.py`` on the true landmarks of *tr
 with its sha256 in ``extra["uncertainty"]["shape_model"]`` (see :func:`shape_model_for_manifest`).
 
 Model. Every training shape is facing-normalised (anterior = +x) and aligned to the mean shape by
-generalised Procrustes analysis (similarity: rotation, scale, translation). In that frame the
-68 coordinates are Gaussian, ``x ~ N(mean, cov)``. An image's landmarks are ``y = T(x) + noise``
+generalised Procrustes analysis of its 28 vertebral corners (similarity: rotation, scale,
+translation; the skull and C1 landmarks are carried along). In that frame the 68 coordinates are
+Gaussian, ``x ~ N(mean, cov)``. An image's landmarks are ``y = T(x) + noise``
 with an unknown similarity T. Given the observed landmarks O (positions ``y_O``, noise
 covariances ``R_O``):
 
@@ -160,7 +161,7 @@ class ShapeModel:
         return cls(mean, 0.5 * (cov + cov.T), dict(source or {}, n_shapes=len(s)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SHAPE_SCHEMA, "landmarks": list(LANDMARK_NAMES), "frame": "generalised Procrustes, anterior +x, unit RMS radius",
+        return {"schema": SHAPE_SCHEMA, "landmarks": list(LANDMARK_NAMES), "frame": "generalised Procrustes on the C2-T1 corners, anterior +x, their mean of unit RMS radius",
                 "mean": self.mean.tolist(), "cov": self.cov.tolist(), "source": dict(self.source)}
 
     @classmethod
@@ -180,9 +181,9 @@ class ShapeModel:
 
         ``pts_px`` (K, 2) and ``cov_px2`` (K, 2, 2) (the observation noise) are read only where
         ``observed``. A landmark both observed and asked for gets its posterior (the noisy
-        observation combined with the others). Needs at
-        least 3 observed landmarks (a similarity has 4 parameters); raises ``ValueError`` when
-        fewer or when the facing cannot be told."""
+        observation combined with the others). Needs at least 3 observed landmarks (a
+        similarity has 4 parameters); raises ``ValueError`` when fewer or when the facing cannot
+        be told."""
         obs = np.flatnonzero(np.asarray(observed, dtype=bool))
         hid = np.flatnonzero(np.asarray(hidden, dtype=bool))
         if len(obs) < 3:
