@@ -214,7 +214,10 @@ def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins
     res = first
     if accepted.any():
         obs_cov = np.where(accepted[:, None, None], peak_cov, cov)
-        res = model.condition(pts, obs_cov, vis | accepted, target)
+        try:
+            res = model.condition(pts, obs_cov, vis | accepted, target)
+        except (ValueError, np.linalg.LinAlgError):  # degenerate with the peaks: the estimate without them
+            accepted[:] = False
     out = np.full((NUM_LANDMARKS, 2), np.nan)
     out_cov = np.full((NUM_LANDMARKS, 2, 2), np.nan)
     out[res.index] = res.points_px
