@@ -18,7 +18,8 @@ Steps (``docs/uncertainty.md``):
    covariance (else ``extrapolated_sd_mm`` for the neighbour extrapolation), so that the median
    normalised squared error is that of a χ²₂ variable.
 4. Parameters: ``parameter_scale[k]`` (and ``parameter_scale_estimated[k]``) = the 95th percentile of
-   |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images.
+   |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images
+   (1 with fewer than 10 values; at least 1 with fewer than 30: few values never narrow them).
 
 Without ``--write`` it prints the calibration and its fit statistics as JSON only.
 """
@@ -37,6 +38,10 @@ import numpy as np
 logger = logging.getLogger("calibrate_uncertainty")
 
 MAX_FIT_ERROR_MM = 5.0
+#: A parameter's SD factor needs this many calibration values (else 1) …
+MIN_SCALE_VALUES = 10
+#: … and below this many it may widen the intervals but never narrow them (factor ≥ 1).
+FEW_SCALE_VALUES = 30
 
 
 def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
@@ -232,7 +237,9 @@ def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, flo
     for k in PARAMETER_NAMES:
         for est, target in ((False, scale), (True, scale_est)):
             arr = np.array(z[(k, est)])
-            target[k] = float(np.quantile(arr, 0.95) / 1.959963984540054) if arr.size >= 10 else 1.0
+            target[k] = float(np.quantile(arr, 0.95) / 1.959963984540054) if arr.size >= MIN_SCALE_VALUES else 1.0
+            if arr.size < FEW_SCALE_VALUES:  # too few values to narrow the intervals on
+                target[k] = max(target[k], 1.0)
             stats[f"{k}{'_estimated' if est else ''}"] = {"n": int(arr.size), "factor": target[k]}
     return scale, scale_est, stats
 
