@@ -197,3 +197,22 @@ def test_calibration_round_trip_names_the_model(tmp_path, model: ShapeModel) -> 
     out = cal.to_manifest()
     assert out["shape_model"] == spec and "calibrated" not in out
     json.dumps(out)
+
+
+def test_fit_tool_refuses_held_out_seeds_and_writes_a_loadable_model(tmp_path, monkeypatch, model: ShapeModel) -> None:
+    from toolmodules import load_tool
+
+    tool = load_tool("fit_shape_model")
+    for seed in tool.HELD_OUT_SEEDS:
+        assert tool.main(["--seed", str(seed), "--count", "20", "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+    # the tool on a cached set of landmark sets (no scenes built): the cache key must match
+    shapes = np.stack([random_chain(np.random.default_rng(i)) for i in range(25)])
+    cache = tmp_path / "shapes.npz"
+    np.savez_compressed(cache, key=np.array([1, 0, 25]), shapes=shapes)
+    monkeypatch.setattr("os.nice", lambda n: 0)
+    out = tmp_path / "shape_model.json"
+    assert tool.main(["--seed", "1", "--count", "25", "--shapes-cache", str(cache), "--out", str(out)]) == 0
+    loaded = load_shape_model(out)
+    assert loaded.source["phantom_seed"] == 1 and loaded.source["n_shapes"] == 25
+    np.testing.assert_allclose(loaded.mean, ShapeModel.fit(shapes).mean, atol=1e-12)
