@@ -3,7 +3,7 @@
 
 Usage::
 
-    python tools/fit_shape_model.py [--seed 1] [--count 1500] [--out engines/shape_model.json]
+    python tools/fit_shape_model.py [--seed 1] [--count 2000] [--out engines/shape_model.json]
 
 Builds the scenes of phantoms ``start .. start+count-1`` of the *training* set ``--seed`` (the
 model's ``train_seed``; the held-out seeds are refused) with
@@ -12,7 +12,7 @@ and fits :meth:`cervisag_edge.core.shape_model.ShapeModel.fit` on their true 34 
 whatever their visibility. Deterministic for a seed, start and count. Then record the file's
 sha256 in the manifests (``extra.uncertainty.shape_model``): ``tools/calibrate_uncertainty.py
 --shape-model engines/shape_model.json ... --write`` does it. The process lowers its own
-priority (``nice 19``); about 0.5 s per phantom on one core.
+priority (``nice 19``); 0.1–0.7 s per phantom on one core, depending on the machine's load.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ HELD_OUT_SEEDS = (777, 778, 9001, 4242, 900001)
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1, help="training phantom set (default 1, the shipped model's train_seed)")
-    ap.add_argument("--count", type=int, default=1500, help="phantoms (default 1500)")
+    ap.add_argument("--count", type=int, default=2000, help="phantoms (default 2000)")
     ap.add_argument("--start", type=int, default=0, help="first phantom index (default 0)")
     ap.add_argument("--out", default="engines/shape_model.json", help="output JSON (default engines/shape_model.json)")
     ap.add_argument("--shapes-cache", metavar="NPZ", help="reuse / store the built landmark sets here")
