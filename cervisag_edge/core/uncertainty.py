@@ -13,7 +13,8 @@ Landmark model (all numbers from the model manifest's ``extra["uncertainty"]``, 
     Σ_k   = scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I   (measured)
     Σ_k   = estimated_scale² · Σ_k                                  (estimated from a weak peak)
     Σ_k   = (extrapolated_sd_mm · steps)² · I + Σ_k of the level it was extrapolated from
-    Σ_H   = shape_cov_scale² · conditional covariance of the shape model    (with a shape model)
+    Σ_H   = shape_cov_scale² · conditional covariance of the shape model + mean Σ of the visible
+            landmarks (estimated, with a shape model; jointly over the hidden corners)
 
 Parameter model: the landmark Gaussians are pushed through the six parameters
 (:mod:`cervisag_edge.core.propagation`, Monte Carlo with a fixed seed or linearisation); the resulting
