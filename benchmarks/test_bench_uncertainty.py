@@ -46,3 +46,22 @@ def test_uncertain_parameters_with_hidden_c7(benchmark) -> None:
     cal = UncertaintyCalibration()
     res = benchmark(uncertain_parameters, pts, conf, vis, vis | True, spread, (1.0, 1.0), measured, cal)
     assert res.intervals.estimated["cobb_c2_c7_deg"]
+
+
+@pytest.mark.benchmark(group="uncertainty")
+def test_uncertain_parameters_with_hidden_c7_shape_model(benchmark) -> None:
+    """The same step with the shipped calibration and its shape model (section 3 of
+    docs/uncertainty.md): the conditional estimate and the joint draws of the hidden corners."""
+    from cervisag_edge.engine.manifest import engines_dir, load_manifest
+
+    pts = spine_mm()
+    vis = np.ones(NUM_LANDMARKS, bool)
+    vis[list(vertebra_corner_indices("C7")) + list(vertebra_corner_indices("T1"))] = False
+    conf = np.where(vis, 0.95, 0.3)
+    measured = compute_parameters(np.where(vis[:, None], pts, np.nan))
+    spread = np.tile(np.eye(2) * 0.05, (NUM_LANDMARKS, 1, 1))
+    cal = UncertaintyCalibration.from_manifest(load_manifest(engines_dir() / "cervisag_unet.json"))
+    if cal.shape_model is None:
+        pytest.skip("the shipped manifest names no shape model")
+    res = benchmark(uncertain_parameters, pts, conf, vis, vis | True, spread, (1.0, 1.0), measured, cal)
+    assert res.intervals.estimated["cobb_c2_c7_deg"]

@@ -311,6 +311,7 @@ def _model_with_levels(tmp_path, levels):
     src = engines_dir()
     shutil.copy(src / "cervisag_unet.onnx", tmp_path / "cervisag_unet.onnx")
     shutil.copy(src / "chain_prior.json", tmp_path / "chain_prior.json")
+    shutil.copy(src / "shape_model.json", tmp_path / "shape_model.json")  # named by extra.uncertainty
     doc = json.loads((src / "cervisag_unet.json").read_text())
     doc["codec"]["levels"] = levels
     (tmp_path / "cervisag_unet.json").write_text(json.dumps(doc))

@@ -44,3 +44,51 @@ def spine_mm(kappa_per_mm: float = 0.004, origin: tuple[float, float] = (60.0, 4
     if facing == "left":
         pts[:, 0] = 2 * origin[0] - pts[:, 0]
     return pts
+
+
+#: Share of the total lordosis carried by each of the six segments C2/C3 … C7/T1 in
+#: :func:`random_chain` (falling towards T1, so repeating the last seen segment is wrong).
+SEGMENT_SHARE = np.array([0.30, 0.25, 0.20, 0.15, 0.10, 0.0])
+
+
+def random_chain(rng: np.random.Generator, facing: str = "right") -> np.ndarray:
+    """(34, 2) landmarks (mm) of a random spine with known structure: the total lordosis
+    T ~ N(20°, 12°) is shared between the segments by :data:`SEGMENT_SHARE` (plus 1° noise each);
+    bodies are rectangles (height ~ N(14, 1) mm, depth 1.15 × height); the column is placed at a
+    random position, orientation (±15°) and scale (0.8–1.2). Anterior is +x for ``facing="right"``."""
+    total = -np.deg2rad(rng.normal(20.0, 12.0))  # negative turn = lordosis in this frame
+    seg = total * SEGMENT_SHARE + np.deg2rad(rng.normal(0.0, 1.0, 6))
+    h = rng.normal(14.0, 1.0)
+    d, g = 1.15 * h, 0.35 * h
+    theta = np.deg2rad(rng.uniform(-15.0, 15.0))  # caudal axis angle from +y, turning anterior
+    centre = np.zeros(2)
+    pts = np.full((len(LANDMARK_NAMES), 2), np.nan)
+
+    def axes(th: float) -> tuple[np.ndarray, np.ndarray]:
+        u = np.array([np.sin(th), np.cos(th)])  # caudal
+        return u, np.array([u[1], -u[0]])  # anterior normal
+
+    for k, v in enumerate(VERTEBRAE):
+        u, a = axes(theta)
+        for name, du, da in (("AS", -0.5, 0.5), ("PS", -0.5, -0.5), ("PI", 0.5, -0.5), ("AI", 0.5, 0.5)):
+            pts[_I[f"{v}_{name}"]] = centre + du * h * u + da * d * a
+        if k < 6:
+            nxt = theta + seg[k]
+            centre = centre + (0.5 * h + g) * u + (0.5 * h) * axes(nxt)[0]
+            theta = nxt
+    u0, a0 = axes(theta - np.sum(seg[:6]))  # C2's axes
+    c2 = pts[[_I["C2_AS"], _I["C2_PS"], _I["C2_PI"], _I["C2_AI"]]].mean(axis=0)
+    jit = lambda: rng.normal(0.0, 1.0, 2)  # noqa: E731
+    pts[_I["DENS_PS"]] = c2 - 1.2 * h * u0 - 0.3 * d * a0 + jit()
+    pts[_I["DENS_TIP"]] = c2 - 1.5 * h * u0 + jit()
+    pts[_I["C1_POST"]] = c2 - 1.6 * h * u0 - 1.6 * d * a0 + jit()
+    pts[_I["C1_ANT"]] = c2 - 1.7 * h * u0 + 0.9 * d * a0 + jit()
+    pts[_I["MCG_OCC"]] = c2 - 2.6 * h * u0 - 2.5 * d * a0 + jit()
+    pts[_I["MCG_PNS"]] = c2 - 2.9 * h * u0 + 2.8 * d * a0 + jit()
+    scale = rng.uniform(0.8, 1.2)
+    rho = np.deg2rad(rng.uniform(-15.0, 15.0))
+    r = np.array([[np.cos(rho), -np.sin(rho)], [np.sin(rho), np.cos(rho)]])
+    pts = (pts @ r.T) * scale + rng.uniform(50.0, 150.0, 2)
+    if facing == "left":
+        pts[:, 0] = 400.0 - pts[:, 0]
+    return pts

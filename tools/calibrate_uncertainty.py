@@ -13,10 +13,13 @@ Steps (``docs/uncertainty.md``):
 2. Landmark level: maximise the 2-D Gaussian likelihood of the visible landmarks' errors (within
    5 mm; larger ones are level confusions, left to step 4) over ``scale``, ``floor_mm`` and
    ``confidence_power``.
-3. Estimated landmarks: ``estimated_scale`` from the weak-peak corners and ``extrapolated_sd_mm``
-   from the extrapolated ones, so that their normalised squared errors average 2 (two dimensions).
+3. Estimated landmarks: ``estimated_scale`` from the weak-peak corners and, with a shape model
+   (``--shape-model`` or the one the manifest names), ``shape_cov_scale`` for its conditional
+   covariance (else ``extrapolated_sd_mm`` for the neighbour extrapolation), so that the median
+   normalised squared error is that of a χ²₂ variable.
 4. Parameters: ``parameter_scale[k]`` (and ``parameter_scale_estimated[k]``) = the 95th percentile of
-   |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images.
+   |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images
+   (1 with fewer than 10 values; at least 1 with fewer than 30: few values never narrow them).
 
 Without ``--write`` it prints the calibration and its fit statistics as JSON only.
 """
@@ -35,6 +38,10 @@ import numpy as np
 logger = logging.getLogger("calibrate_uncertainty")
 
 MAX_FIT_ERROR_MM = 5.0
+#: A parameter's SD factor needs this many calibration values (else 1) …
+MIN_SCALE_VALUES = 10
+#: … and below this many it may widen the intervals but never narrow them (factor ≥ 1).
+FEW_SCALE_VALUES = 30
 
 
 def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
@@ -112,17 +119,17 @@ def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
-    """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image."""
-    from cervisag_edge.core.parameters import compute_parameters
+    """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image, from the
+    measured parameters as the Measurer computes them (all None when no geometry can be)."""
+    from cervisag_edge.core.parameters import parameters_from_px
     from cervisag_edge.core.uncertainty import uncertain_parameters
 
     out = []
     for i in range(len(data["pts"])):
         sp = tuple(data["spacing"][i])
         vis = data["vis"][i].astype(bool)
-        mm = np.array([sp[1], sp[0]])
         try:
-            measured = compute_parameters(np.where(vis[:, None], data["pts"][i], np.nan) * mm)
+            measured, _, _ = parameters_from_px(data["pts"][i], vis, sp)
             res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
                                        data["spread"][i], sp, measured, cal, estimates=estimates)
         except ValueError:
@@ -131,12 +138,11 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
     return out
 
 
-def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
-    """``estimated_scale`` and ``extrapolated_sd_mm`` from the estimated corners' errors."""
+def _estimates(data: dict[str, np.ndarray], cal: Any):
+    """Per image: (mm (2,), measured covariance (K, 2, 2) mm², the estimate) for every cached image."""
     from cervisag_edge.core.estimation import estimate_landmarks
     from cervisag_edge.core.uncertainty import landmark_covariance
 
-    q_peak, e2_ext = [], []
     for i in range(len(data["pts"])):
         sp = data["spacing"][i]
         mm = np.array([sp[1], sp[0]])
@@ -144,6 +150,16 @@ def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
         unit = float(np.sqrt(sp[0] * sp[1]))
         est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), data["inside"][i].astype(bool),
                                  cov / (mm[:, None] * mm[None, :])[None], cal, px_per_mm=1.0 / unit)
+        yield i, mm, cov, est
+
+
+def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
+    """``estimated_scale`` and ``extrapolated_sd_mm`` (neighbour extrapolation) or
+    ``estimated_scale`` and ``shape_cov_scale`` (shape model) from the estimated corners' errors."""
+    if cal.shape_model is not None:
+        return _fit_model_estimates(data, cal)
+    q_peak, e2_ext = [], []
+    for i, mm, cov, est in _estimates(data, cal):
         for k in np.flatnonzero(est.mask):
             e = (est.points_px[k] - data["truth"][i][k]) * mm
             if not np.all(np.isfinite(e)):
@@ -160,6 +176,44 @@ def fit_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
     ext_sd = float(np.sqrt(np.median(e2) / np.log(2))) if e2.size else cal.extrapolated_sd_mm
     logger.info("estimated: %d peak corners (scale %.2f), %d extrapolated (sd %.2f mm per level)", q.size, est_scale, e2.size, ext_sd)
     return {"estimated_scale": max(est_scale, 1.0), "extrapolated_sd_mm": ext_sd, "n_peak": int(q.size), "n_extrapolated": int(e2.size)}
+
+
+def _fit_model_estimates(data: dict[str, np.ndarray], cal: Any) -> dict[str, float]:
+    """Shape model: ``estimated_scale`` from the raw errors of the weak peaks it used (measured
+    covariance), then ``shape_cov_scale`` s so that the estimated corners' normalised squared
+    errors under s²·C + typical (C: the conditional covariance) have the χ²₂ median 2 ln 2.
+    Both are robust (medians) and iterated twice, since the peak gate depends on them."""
+    med = 2 * np.log(2)
+    for _ in range(2):
+        q_peak: list[float] = []
+        errs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (e mm, C mm², typical mm²)
+        s_old = cal.shape_cov_scale
+        for i, mm, cov, est in _estimates(data, cal):
+            vis = data["vis"][i].astype(bool)
+            typical = np.mean(cov[vis], axis=0) if vis.any() else np.zeros((2, 2))
+            to_mm2 = mm[:, None] * mm[None, :]
+            for k in np.flatnonzero(est.mask):
+                t = data["truth"][i][k]
+                e = (est.points_px[k] - t) * mm
+                if not np.all(np.isfinite(e)):
+                    continue
+                if est.kind[k] == "peak":
+                    raw = (data["pts"][i][k] - t) * mm
+                    q_peak.append(float(raw @ np.linalg.solve(cov[k], raw)))
+                cond = (est.cov_px2[k] * to_mm2 - typical) / max(s_old**2, 1e-12)
+                errs.append((e, cond, typical))
+        est_scale = max(float(np.sqrt(np.median(q_peak) / med)), 1.0) if q_peak else cal.estimated_scale
+
+        def median_q(s: float) -> float:
+            return float(np.median([e @ np.linalg.solve(s * s * c + t, e) for e, c, t in errs]))
+
+        grid = np.geomspace(0.3, 10.0, 60)
+        qs = np.array([median_q(g) for g in grid]) if errs else np.array([])
+        shape_scale = float(grid[int(np.argmin(np.abs(qs - med)))]) if errs else cal.shape_cov_scale
+        cal = dataclasses.replace(cal, estimated_scale=est_scale, shape_cov_scale=shape_scale)
+    logger.info("estimated (shape model): %d peak corners (scale %.2f), %d corners (conditional scale %.2f)",
+                len(q_peak), est_scale, len(errs), shape_scale)
+    return {"estimated_scale": est_scale, "shape_cov_scale": shape_scale, "n_peak": len(q_peak), "n_estimated": len(errs)}
 
 
 def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
@@ -183,7 +237,9 @@ def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, flo
     for k in PARAMETER_NAMES:
         for est, target in ((False, scale), (True, scale_est)):
             arr = np.array(z[(k, est)])
-            target[k] = float(np.quantile(arr, 0.95) / 1.959963984540054) if arr.size >= 10 else 1.0
+            target[k] = float(np.quantile(arr, 0.95) / 1.959963984540054) if arr.size >= MIN_SCALE_VALUES else 1.0
+            if arr.size < FEW_SCALE_VALUES:  # too few values to narrow the intervals on
+                target[k] = max(target[k], 1.0)
             stats[f"{k}{'_estimated' if est else ''}"] = {"n": int(arr.size), "factor": target[k]}
     return scale, scale_est, stats
 
@@ -224,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="manifest to measure with (the first) and to write the calibration into (all)")
     ap.add_argument("--cache", metavar="NPZ", help="reuse / store the per-image model outputs here")
     ap.add_argument("--limit", type=int, help="first N images of each set")
+    ap.add_argument("--shape-model", metavar="JSON",
+                    help="shape model for the estimated landmarks (tools/fit_shape_model.py; beside the manifests); "
+                         "default: the one the first manifest names, if any")
     ap.add_argument("--write", action="store_true", help="write extra.uncertainty into the manifests")
     ap.add_argument("--evaluate", action="store_true",
                     help="score the calibration already in the first manifest on --data (held-out check; no fit, no write)")
@@ -251,10 +310,19 @@ def main(argv: list[str] | None = None) -> int:
     from cervisag_edge.engine.manifest import load_manifest
 
     threshold = float(load_manifest(args.manifest[0]).codec.get("confidence_threshold", 0.3))
+    if args.shape_model:
+        from cervisag_edge.core.shape_model import load_shape_model
+
+        shape = load_shape_model(args.shape_model)
+        if any(Path(m).resolve().parent != Path(args.shape_model).resolve().parent for m in args.manifest):
+            logger.error("--shape-model %s must lie beside the manifests (they name it by file name)", args.shape_model)
+            return 2
+    else:
+        shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
     cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],
-                                 confidence_floor=threshold)
+                                 confidence_floor=threshold, shape_model=shape)
     est = fit_estimates(data, cal)
-    cal = dataclasses.replace(cal, estimated_scale=est["estimated_scale"], extrapolated_sd_mm=est["extrapolated_sd_mm"])
+    cal = dataclasses.replace(cal, **{k: est[k] for k in ("estimated_scale", "extrapolated_sd_mm", "shape_cov_scale") if k in est})
     scale, scale_est, pstats = fit_parameters(data, cal)
     cal = dataclasses.replace(cal, parameter_scale=scale, parameter_scale_estimated=scale_est)
     doc = cal.to_manifest()

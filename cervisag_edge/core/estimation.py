@@ -12,6 +12,16 @@ image) and either
   :data:`MAX_STEPS` levels past the last complete one). Its covariance is isotropic,
   ``(extrapolated_sd_mm · steps)²`` plus that of the corner of B it came from.
 
+With a statistical shape model (``cal.shape_model``, :mod:`cervisag_edge.core.shape_model`, the
+shipped default) both are replaced by its Gaussian conditional: every hidden corner of C2…T1 is
+the conditional mean given all visible landmarks (``model``), with the conditional covariance ×
+``shape_cov_scale²`` plus the mean covariance of the visible landmarks (never tighter than a
+measured one); a weak peak (confidence ≥ ``estimate_min_confidence``, inside the image)
+whose Mahalanobis distance² from that estimate is at most :data:`PEAK_GATE_CHI2` becomes one more
+observation (covariance: the measured formula × ``estimated_scale²``) and the conditional is
+taken again (``peak``). The joint covariance of the estimated corners is kept for the propagation
+(a whole body shifts and turns together).
+
 Only the corners of C2…T1 are estimated; the skull and C1 landmarks never are (there is nothing
 to extrapolate them from). Method: ``docs/uncertainty.md``.
 
@@ -37,6 +47,11 @@ MAX_STEPS = 3
 PEAK_GATE = 0.5
 #: Pose the extrapolated shape on the weak peaks (≥ 3 anchors) instead of taking each peak alone.
 SHAPE_FIT = True
+#: Shape model: a weak peak is used when its Mahalanobis distance² from the model's estimate
+#: (conditional covariance + the peak's own) is at most this (χ²₂ at 99 %).
+PEAK_GATE_CHI2 = 9.21
+#: Shape model: fewest visible landmarks (C2…T1 corners and skull/C1 landmarks) to estimate from.
+MIN_OBSERVED = 6
 
 _LEVELS = np.array([vertebra_corner_indices(v) for v in VERTEBRAE])  # (7, 4)
 
@@ -44,13 +59,18 @@ _LEVELS = np.array([vertebra_corner_indices(v) for v in VERTEBRAE])  # (7, 4)
 @dataclass(frozen=True)
 class EstimatedLandmarks:
     """``points_px`` (K, 2) and ``cov_px2`` (K, 2, 2) of the estimated corners (NaN elsewhere);
-    ``mask`` (K,) bool; ``kind`` (K,) ``"peak"``, ``"extrapolated"`` or ``""``; ``steps`` (K,) int."""
+    ``mask`` (K,) bool; ``kind`` (K,) ``"peak"``, ``"extrapolated"``, ``"model"`` or ``""``;
+    ``steps`` (K,) int (levels from the nearest level with a visible corner). With the shape
+    model, ``joint_index`` (M,) are the estimated landmarks and ``joint_px2`` (2M, 2M) their
+    joint covariance (None without it)."""
 
     points_px: np.ndarray
     cov_px2: np.ndarray
     mask: np.ndarray
     kind: tuple[str, ...]
     steps: np.ndarray
+    joint_index: np.ndarray | None = None
+    joint_px2: np.ndarray | None = None
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[complex, complex]:
@@ -89,6 +109,8 @@ def estimate_landmarks(pts_px: np.ndarray, confidence: np.ndarray, visible: np.n
     cov = np.asarray(cov_px2, dtype=np.float64)
     if pts.shape != (NUM_LANDMARKS, 2) or cov.shape != (NUM_LANDMARKS, 2, 2):
         raise ValueError(f"pts_px (K, 2) and cov_px2 (K, 2, 2) expected, got {pts.shape} and {cov.shape}")
+    if getattr(cal, "shape_model", None) is not None:
+        return _estimate_with_model(pts, conf, vis, ins, cov, cal)
     ppm = px_per_mm if px_per_mm else 1.0 / 0.14
     sd_ext = cal.extrapolated_sd_mm * ppm
     cur = np.where(vis[:, None], pts, np.nan)
@@ -152,3 +174,59 @@ def estimate_landmarks(pts_px: np.ndarray, confidence: np.ndarray, visible: np.n
             fill(level, level + 2, level + 1)
     return EstimatedLandmarks(np.where(mask[:, None], cur, np.nan), np.where(mask[:, None, None], cur_cov, np.nan), mask,
                               tuple(kind), steps)
+
+
+def _level_steps(visible: np.ndarray) -> np.ndarray:
+    """(K,) levels from each C2…T1 corner's level to the nearest level with a visible corner."""
+    seen = np.flatnonzero(visible[_LEVELS].any(axis=1))
+    steps = np.zeros(NUM_LANDMARKS, dtype=np.int64)
+    if len(seen):
+        for lv in range(len(VERTEBRAE)):
+            steps[_LEVELS[lv]] = int(np.min(np.abs(seen - lv)))
+    return steps
+
+
+def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins: np.ndarray, cov: np.ndarray,
+                         cal: "UncertaintyCalibration") -> EstimatedLandmarks:
+    """Hidden corners of C2…T1 from the shape model (see the module docstring)."""
+    model = cal.shape_model
+    target = np.zeros(NUM_LANDMARKS, dtype=bool)
+    target[_LEVELS.ravel()] = True
+    target &= ~vis
+    empty = EstimatedLandmarks(np.full((NUM_LANDMARKS, 2), np.nan), np.full((NUM_LANDMARKS, 2, 2), np.nan),
+                               np.zeros(NUM_LANDMARKS, dtype=bool), ("",) * NUM_LANDMARKS, np.zeros(NUM_LANDMARKS, dtype=np.int64))
+    if not target.any() or int(vis.sum()) < MIN_OBSERVED:
+        return empty
+    try:
+        first = model.condition(pts, cov, vis, target)
+    except (ValueError, np.linalg.LinAlgError):  # facing undecidable or degenerate geometry
+        return empty
+    peak_cov = cov * cal.estimated_scale**2
+    accepted = np.zeros(NUM_LANDMARKS, dtype=bool)
+    for j, k in enumerate(first.index):
+        if conf[k] >= cal.estimate_min_confidence and ins[k] and np.all(np.isfinite(pts[k])):
+            e = pts[k] - first.points_px[j]
+            try:
+                d2 = float(e @ np.linalg.solve(first.cov_px2[j] * cal.shape_cov_scale**2 + peak_cov[k], e))
+            except np.linalg.LinAlgError:
+                continue
+            accepted[k] = d2 <= PEAK_GATE_CHI2
+    res = first
+    if accepted.any():
+        obs_cov = np.where(accepted[:, None, None], peak_cov, cov)
+        try:
+            res = model.condition(pts, obs_cov, vis | accepted, target)
+        except (ValueError, np.linalg.LinAlgError):  # degenerate with the peaks: the estimate without them
+            accepted[:] = False
+    out = np.full((NUM_LANDMARKS, 2), np.nan)
+    out_cov = np.full((NUM_LANDMARKS, 2, 2), np.nan)
+    out[res.index] = res.points_px
+    # never tighter than a typical measured landmark: the mean covariance of the visible ones
+    # is added (independently per corner) to the scaled conditional covariance
+    typical = np.mean(cov[vis], axis=0)
+    s2 = cal.shape_cov_scale**2
+    out_cov[res.index] = res.cov_px2 * s2 + typical[None]
+    joint = res.joint_px2 * s2 + np.kron(np.eye(len(res.index)), typical)
+    kind = tuple(("peak" if accepted[k] else "model") if target[k] else "" for k in range(NUM_LANDMARKS))
+    steps = np.where(target, _level_steps(vis), 0)
+    return EstimatedLandmarks(out, out_cov, target.copy(), kind, steps, res.index.copy(), joint)

@@ -9,7 +9,9 @@ one without the other fails.
 
 Shape legend: K = 34 landmarks, S samples, P = 6 parameters (:data:`PARAMETER_NAMES` order).
 ``samples_mm`` is (S, K, 2) mm (x, y) in the input's orientation (not facing-normalised);
-``cov_mm2`` is (K, 2, 2).
+``cov_mm2`` is (K, 2, 2). ``joint`` (optional) = (index (M,), covariance (2M, 2M) mm² in
+(x₀, y₀, x₁, …) order): those M landmarks are drawn jointly from it instead (estimated corners
+of one body move together), replacing their rows of ``cov_mm2``.
 """
 from __future__ import annotations
 
@@ -96,8 +98,10 @@ def _deltas(values: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return d
 
 
-def sample_landmarks(mean_mm: np.ndarray, cov_mm2: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
-    """(S, K, 2) draws of independent 2-D Gaussians N(mean_k, cov_k); NaN rows stay NaN.
+def sample_landmarks(mean_mm: np.ndarray, cov_mm2: np.ndarray, n_samples: int, seed: int,
+                     joint: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(S, K, 2) draws of independent 2-D Gaussians N(mean_k, cov_k), the ``joint`` landmarks
+    from their joint Gaussian; NaN rows stay NaN.
 
     Deterministic for a given ``seed`` (``numpy.random.default_rng``)."""
     mean = np.asarray(mean_mm, dtype=np.float64)
@@ -113,16 +117,22 @@ def sample_landmarks(mean_mm: np.ndarray, cov_mm2: np.ndarray, n_samples: int, s
     out = np.empty_like(z)
     out[..., 0] = mean[None, :, 0] + l00 * z[..., 0]
     out[..., 1] = mean[None, :, 1] + l10 * z[..., 0] + l11 * z[..., 1]
+    if joint is not None and len(joint[0]):
+        idx, jc = np.asarray(joint[0], dtype=np.int64), np.asarray(joint[1], dtype=np.float64)
+        w, v = np.linalg.eigh(0.5 * (jc + jc.T))
+        factor = v * np.sqrt(np.maximum(w, 0.0))[None]  # (2M, 2M), factor @ factor.T = jc
+        zj = np.random.default_rng([seed, 1]).standard_normal((int(n_samples), 2 * len(idx)))
+        out[:, idx] = mean[None, idx] + (zj @ factor.T).reshape(int(n_samples), len(idx), 2)
     return out
 
 
 def propagate_mc(mean_mm: np.ndarray, cov_mm2: np.ndarray, facing_sign: float, n_samples: int = 256,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, joint: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(6,) standard deviation of each parameter by Monte Carlo (fixed seed); NaN where a
     landmark it needs is missing."""
     mean = np.asarray(mean_mm, dtype=np.float64)
     centre = six_parameters_batch(mean[None], facing_sign)[0]
-    vals = six_parameters_batch(sample_landmarks(mean, cov_mm2, n_samples, seed), facing_sign)
+    vals = six_parameters_batch(sample_landmarks(mean, cov_mm2, n_samples, seed, joint), facing_sign)
     d = _deltas(vals, centre[None])
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.mean(d**2, axis=0) - np.mean(d, axis=0) ** 2) * np.where(np.isnan(centre), np.nan, 1.0)
@@ -139,13 +149,22 @@ def jacobian(mean_mm: np.ndarray, facing_sign: float, step_mm: float = 1e-4) -> 
     return np.nan_to_num(d).T.reshape(len(PARAMETER_NAMES), NUM_LANDMARKS, 2)
 
 
-def propagate_linear(mean_mm: np.ndarray, cov_mm2: np.ndarray, facing_sign: float) -> np.ndarray:
-    """(6,) standard deviation of each parameter by first-order propagation σ² = Σ_k J_k C_k J_kᵀ."""
+def propagate_linear(mean_mm: np.ndarray, cov_mm2: np.ndarray, facing_sign: float,
+                     joint: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(6,) standard deviation of each parameter by first-order propagation σ² = Σ_k J_k C_k J_kᵀ
+    (the ``joint`` landmarks: J_H C_H J_Hᵀ with their joint covariance)."""
     mean = np.asarray(mean_mm, dtype=np.float64)
     centre = six_parameters_batch(mean[None], facing_sign)[0]
     J = jacobian(mean, facing_sign)
     cov = np.nan_to_num(np.asarray(cov_mm2, dtype=np.float64))
-    var = np.einsum("pki,kij,pkj->p", J, cov, J)
+    if joint is not None and len(joint[0]):
+        idx = np.asarray(joint[0], dtype=np.int64)
+        cov = cov.copy()
+        cov[idx] = 0.0
+        Jh = J[:, idx].reshape(len(PARAMETER_NAMES), -1)
+        var = np.einsum("pki,kij,pkj->p", J, cov, J) + np.einsum("pi,ij,pj->p", Jh, np.asarray(joint[1], dtype=np.float64), Jh)
+    else:
+        var = np.einsum("pki,kij,pkj->p", J, cov, J)
     return np.sqrt(var) * np.where(np.isnan(centre), np.nan, 1.0)
 
 

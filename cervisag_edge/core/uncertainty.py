@@ -13,6 +13,8 @@ Landmark model (all numbers from the model manifest's ``extra["uncertainty"]``, 
     Σ_k   = scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I   (measured)
     Σ_k   = estimated_scale² · Σ_k                                  (estimated from a weak peak)
     Σ_k   = (extrapolated_sd_mm · steps)² · I + Σ_k of the level it was extrapolated from
+    Σ_H   = shape_cov_scale² · conditional covariance of the shape model + mean Σ of the visible
+            landmarks (estimated, with a shape model; jointly over the hidden corners)
 
 Parameter model: the landmark Gaussians are pushed through the six parameters
 (:mod:`cervisag_edge.core.propagation`, Monte Carlo with a fixed seed or linearisation); the resulting
@@ -25,6 +27,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -66,6 +69,7 @@ class UncertaintyCalibration:
     estimated_scale: float = 3.0
     extrapolated_sd_mm: float = 2.0
     estimate_min_confidence: float = 0.15
+    shape_cov_scale: float = 1.0
     parameter_scale: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     parameter_scale_estimated: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     method: str = "mc"
@@ -73,9 +77,12 @@ class UncertaintyCalibration:
     seed: int = 0
     calibrated: bool = False
     source: str = "built-in defaults (uncalibrated)"
+    #: :class:`cervisag_edge.core.shape_model.ShapeModel` for estimated landmarks (None: the
+    #: neighbour extrapolation); named with its sha256 by ``extra["uncertainty"]["shape_model"]``.
+    shape_model: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("scale", "floor_mm", "estimated_scale", "extrapolated_sd_mm"):
+        for name in ("scale", "floor_mm", "estimated_scale", "extrapolated_sd_mm", "shape_cov_scale"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"uncertainty calibration: {name} {v!r} invalid, expected a finite number >= 0")
@@ -93,25 +100,33 @@ class UncertaintyCalibration:
     @classmethod
     def from_manifest(cls, manifest: Any) -> "UncertaintyCalibration":
         """From ``manifest.extra["uncertainty"]`` (a :class:`ModelManifest` or its ``extra`` mapping);
-        the defaults when absent. Unknown keys are ignored (newer calibration tools may add some)."""
+        the defaults when absent. Unknown keys are ignored (newer calibration tools may add some).
+        A ``shape_model`` entry is loaded and hash-checked (beside the manifest; ``engines/`` for a
+        bare mapping): a missing or tampered file raises ``ModelError`` naming it."""
+        from .shape_model import shape_model_for_manifest
+
         extra = getattr(manifest, "extra", manifest) or {}
         raw = extra.get(MANIFEST_KEY) if isinstance(extra, Mapping) else None
         if not raw:
             return cls()
-        known = {f.name for f in dataclasses.fields(cls)} - {"calibrated", "source"}
+        model_path = getattr(manifest, "model_path", None)
+        shape = shape_model_for_manifest(raw.get("shape_model"), Path(model_path).parent if model_path else None)
+        known = {f.name for f in dataclasses.fields(cls)} - {"calibrated", "source", "shape_model"}
         kwargs = {k: v for k, v in raw.items() if k in known}
-        for k in ("scale", "floor_mm", "confidence_power", "confidence_floor", "estimated_scale", "extrapolated_sd_mm", "estimate_min_confidence"):
+        for k in ("scale", "floor_mm", "confidence_power", "confidence_floor", "estimated_scale", "extrapolated_sd_mm",
+                  "estimate_min_confidence", "shape_cov_scale"):
             if k in kwargs:
                 kwargs[k] = float(kwargs[k])
         for k in ("n_samples", "seed"):
             if k in kwargs:
                 kwargs[k] = int(kwargs[k])
-        return cls(**kwargs, calibrated=True, source=str(raw.get("dataset", "model manifest")))
+        return cls(**kwargs, calibrated=True, source=str(raw.get("dataset", "model manifest")), shape_model=shape)
 
     def to_manifest(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("calibrated")
-        d.pop("source")
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("calibrated", "source", "shape_model")}
+        d = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in d.items()}
+        if self.shape_model is not None:
+            d["shape_model"] = {"file": Path(self.shape_model.origin).name, "sha256": self.shape_model.sha256}
         return d
 
 
@@ -200,14 +215,16 @@ class ParameterIntervals:
 
 
 def parameter_intervals(values: Mapping[str, float | None], points_mm: np.ndarray, cov_mm2: np.ndarray,
-                        facing: str, estimated: Mapping[str, bool], cal: UncertaintyCalibration) -> ParameterIntervals:
+                        facing: str, estimated: Mapping[str, bool], cal: UncertaintyCalibration,
+                        joint_mm2: tuple[np.ndarray, np.ndarray] | None = None) -> ParameterIntervals:
     """95 % intervals of the six parameters. ``points_mm`` (K, 2) with NaN for missing landmarks,
-    ``cov_mm2`` (K, 2, 2); ``values`` are the reported values (from ``compute_parameters``)."""
+    ``cov_mm2`` (K, 2, 2); ``values`` are the reported values (from ``compute_parameters``);
+    ``joint_mm2`` the joint covariance of the estimated landmarks (see :mod:`.propagation`)."""
     sign = 1.0 if facing == "right" else -1.0
     if cal.method == "linear":
-        sd = propagate_linear(points_mm, cov_mm2, sign)
+        sd = propagate_linear(points_mm, cov_mm2, sign, joint_mm2)
     else:
-        sd = propagate_mc(points_mm, cov_mm2, sign, n_samples=cal.n_samples, seed=cal.seed)
+        sd = propagate_mc(points_mm, cov_mm2, sign, n_samples=cal.n_samples, seed=cal.seed, joint=joint_mm2)
     sds: dict[str, float | None] = {}
     lows: dict[str, float | None] = {}
     highs: dict[str, float | None] = {}
@@ -250,6 +267,7 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm)
     params = measured
     est_mask = np.zeros(NUM_LANDMARKS, dtype=bool)
+    joint: tuple[np.ndarray, np.ndarray] | None = None
     pts_used = np.where(visible[:, None], pts_px, np.nan)
     if estimates:
         to_px2 = (px_mm[:, None] * px_mm[None, :])[None]
@@ -264,10 +282,13 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
                 params = full if sp else full.without_lengths()
                 est_mask, pts_used = est.mask, full_pts
                 cov = np.where(est_mask[:, None, None], est.cov_px2 * to_px2, cov)
+                if est.joint_index is not None and est.joint_px2 is not None:
+                    d = np.tile(px_mm, len(est.joint_index))
+                    joint = (est.joint_index, est.joint_px2 * d[:, None] * d[None, :])
     measured_values = measured.as_dict()
     values = params.as_dict()
     estimated = {k: values.get(k) is not None and measured_values.get(k) is None for k in PARAMETER_NAMES}
-    intervals = parameter_intervals(values, pts_used * px_mm, cov, params.facing, estimated, cal)
+    intervals = parameter_intervals(values, pts_used * px_mm, cov, params.facing, estimated, cal, joint)
     return UncertainResult(params, pts_used, cov, est_mask, intervals)
 
 
