@@ -16,6 +16,10 @@ which builds two things on request:
   area resize.)
 - ``display()``: the full-resolution display, by table lookup (one entry per stored value).
 
+:func:`display_chain` reads the chain from the header alone (a :class:`DisplayChain`) and
+:meth:`DisplayChain.pixels` binds it to stored values of any size: the full image, or a JPEG 2000
+resolution level (:mod:`.levels`), whose percentile window then comes from the level's values.
+
 The percentile window's limits are fixed once per image (from the full-resolution stored values,
 as before), so the resized and the full display share one window.
 """
