@@ -201,3 +201,23 @@ def test_real_cr_films_read_at_a_level(name: str) -> None:
     small, ref, img = _both(DATA / f"{name}.dcm")
     assert isinstance(img._source, LevelPixels) and img._source.factor >= 2
     assert _mad(small, ref) < MAD_BOUND
+
+
+def test_oversample_asks_for_a_finer_level() -> None:
+    assert level_factor((2653, 2428), (384, 351), oversample=2.0) == 1  # 1327 x 1214 ≥ 768 x 702
+    assert level_factor((2653, 2428), (384, 351), oversample=1.0) == 2
+
+
+@needs_openjp2
+def test_measurer_reads_a_j2k_path_at_its_letterbox_level(tmp_path: Path) -> None:
+    from cervisag_edge import Measurer
+    from cervisag_edge.engine.preprocess import letterbox_geometry
+
+    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=4))
+    with Measurer(threads=1) as m:
+        h, w = m.manifest.input_hw
+        assert m.resize_size((1200, 1600)) == letterbox_geometry((1200, 1600), (w, h))[0]
+        result = m.measure(path)
+    assert isinstance(result.study._source, LevelPixels)
+    assert result.study._source.factor == level_factor((1200, 1600), m.resize_size((1200, 1600)))
+    assert len(result.landmarks) == 34
