@@ -65,6 +65,15 @@ def _write_j2k(path: Path, pixels: np.ndarray, uid: str = J2K_LOSSLESS, **attrs:
     return path
 
 
+@pytest.fixture(params=[1.0, 2.0], ids=["coarsest", "one-finer"])
+def oversample(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Both level choices: the coarsest level at least the letterbox size, and one level finer."""
+    import cervisag_edge.io.levels as levels
+
+    monkeypatch.setattr(levels, "LEVEL_OVERSAMPLE", request.param)
+    return float(request.param)
+
+
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).mean())
 
@@ -86,7 +95,7 @@ def _both(path: Path) -> tuple[np.ndarray, np.ndarray, object]:
 ])
 def test_level_factor_is_the_coarsest_level_still_large_enough(full: tuple[int, int], size: tuple[int, int],
                                                                factor: int) -> None:
-    assert level_factor(full, size) == factor
+    assert level_factor(full, size, oversample=1.0) == factor
 
 
 @needs_openjp2
@@ -112,18 +121,19 @@ def test_factor_above_the_codestream_levels_uses_the_deepest_one() -> None:
 @needs_openjp2
 @pytest.mark.parametrize("uid", [J2K_LOSSLESS, J2K_LOSSY, HTJ2K_LOSSLESS])
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
-def test_level_read_matches_full_decode_and_area_resize(tmp_path: Path, uid: str, photometric: str) -> None:
+def test_level_read_matches_full_decode_and_area_resize(tmp_path: Path, uid: str, photometric: str,
+                                                       oversample: float) -> None:
     path = _write_j2k(tmp_path / "cr.dcm", spine_like(1601, 1203, seed=3), uid, PhotometricInterpretation=photometric)
     small, ref, img = _both(path)
-    assert isinstance(img._source, LevelPixels) and img._source.factor == 2
+    assert isinstance(img._source, LevelPixels) and img._source.factor == (2 if oversample == 1.0 else 1)
     assert small.shape == ref.shape == (384, 289)
     assert _mad(small, ref) < MAD_BOUND
     assert abs(float(small.mean()) - float(ref.mean())) < 1e-3  # MONOCHROME1 inverted like the full path
 
 
 @needs_openjp2
-def test_signed_pixels_read_at_a_level(tmp_path: Path) -> None:
-    pixels = (spine_like(1200, 1000, seed=5).astype(np.int32) - 2048).astype(np.int16)
+def test_signed_pixels_read_at_a_level(tmp_path: Path, oversample: float) -> None:
+    pixels = (spine_like(1600, 1300, seed=5).astype(np.int32) - 2048).astype(np.int16)
     path = _write_j2k(tmp_path / "signed.dcm", pixels, J2K_LOSSLESS, WindowCenter=0, WindowWidth=4096)
     assert pydicom.dcmread(path, stop_before_pixels=True).PixelRepresentation == 1
     small, ref, img = _both(path)
@@ -132,7 +142,7 @@ def test_signed_pixels_read_at_a_level(tmp_path: Path) -> None:
 
 
 @needs_openjp2
-def test_level_keeps_the_geometry(tmp_path: Path) -> None:
+def test_level_keeps_the_geometry(tmp_path: Path, oversample: float) -> None:
     """A small bright disc lands where full decode + area resize puts it (to 0.08 output px; 0.003
     and 0.045 px measured, the rest is the wavelet's shift variance); without the half-block
     correction it would sit 1.5 full px ≈ 0.36 output px off on both axes at factor 2."""
@@ -141,7 +151,7 @@ def test_level_keeps_the_geometry(tmp_path: Path) -> None:
     pixels = (200 + 3500 * disc).astype(np.uint16)
     path = _write_j2k(tmp_path / "disc.dcm", pixels, J2K_LOSSLESS)
     small, ref, img = _both(path)
-    assert img._source.factor == 2
+    assert img._source.factor == (2 if oversample == 1.0 else 1)
 
     def centroid(a: np.ndarray) -> np.ndarray:
         w = np.clip(a - np.median(a), 0, None)
@@ -153,7 +163,7 @@ def test_level_keeps_the_geometry(tmp_path: Path) -> None:
 
 @needs_openjp2
 def test_display_after_a_level_read_is_the_full_image(tmp_path: Path) -> None:
-    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1000, 900, seed=1))
+    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=1))
     reduced = read_image(path, resize_to=_letterbox_384)
     assert isinstance(reduced._source, LevelPixels)
     np.testing.assert_array_equal(reduced.display, read_image(path).display)
@@ -163,13 +173,13 @@ def test_display_after_a_level_read_is_the_full_image(tmp_path: Path) -> None:
 @needs_openjp2
 def test_larger_request_than_the_level_decodes_the_full_image(tmp_path: Path) -> None:
     path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=2))
-    reduced = read_image(path, resize_to=_letterbox_384)  # level 2: 400 x 300
+    reduced = read_image(path, resize_to=_letterbox_384)  # level 1 or 2
     np.testing.assert_allclose(reduced.resized((600, 800)), read_image(path).resized((600, 800)), atol=1e-6)
 
 
 def test_without_libopenjp2_the_full_resolution_is_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1000, 900, seed=1))
+    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=1))
     monkeypatch.setattr(openjp2, "library", lambda: None)
     with caplog.at_level(logging.DEBUG, logger="cervisag_edge.io.codecs"):
         img = read_image(path, resize_to=_letterbox_384)
@@ -185,22 +195,22 @@ def test_non_j2k_syntaxes_ignore_resize_to(tmp_path: Path) -> None:
 
 @needs_openjp2
 def test_corrupt_codestream_is_a_one_line_input_error(tmp_path: Path) -> None:
-    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1000, 900, seed=1))
+    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=1))
     ds = pydicom.dcmread(path)
     frame = bytearray(pydicom.encaps.get_frame(ds.PixelData, 0, number_of_frames=1))
     ds.PixelData = encapsulate([bytes(frame[:30])])  # SIZ cut short
     ds.save_as(path)
     with pytest.raises(InputError) as info:
-        read_image(path, resize_to=_letterbox_384).resized((346, 384))
+        read_image(path, resize_to=_letterbox_384).resized((288, 384))
     assert "\n" not in str(info.value) and path.name in str(info.value) and "(7FE0,0010)" in str(info.value)
 
 
 @needs_openjp2
 @needs_data
 @pytest.mark.parametrize("name", ["RG1_J2KR", "RG1_J2KI", "RG3_J2KR", "RG3_J2KI"])
-def test_real_cr_films_read_at_a_level(name: str) -> None:
+def test_real_cr_films_read_at_a_level(name: str, oversample: float) -> None:
     small, ref, img = _both(DATA / f"{name}.dcm")
-    assert isinstance(img._source, LevelPixels) and img._source.factor >= 2
+    assert isinstance(img._source, LevelPixels) and img._source.factor == (2 if oversample == 1.0 else 1)
     assert _mad(small, ref) < MAD_BOUND
 
 
