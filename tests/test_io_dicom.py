@@ -388,12 +388,12 @@ def test_unexpected_exception_becomes_input_error(tmp_path: Path, monkeypatch: p
     def boom(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom at line\nsecond line")
 
-    monkeypatch.setattr(dicom_mod, "grey_pixels", boom)
+    monkeypatch.setattr(dicom_mod, "display_chain", boom)
     _raises(path, "ZeroDivisionError", "boom at line second line")
 
     def oom(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(dicom_mod, "grey_pixels", oom)
+    monkeypatch.setattr(dicom_mod, "display_chain", oom)
     with pytest.raises(MemoryError):
         read_image(path)

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", type=Path, metavar="FILE",
                         help="image to time (default: a generated 2000x2500 16-bit DICOM phantom)")
     parser.add_argument("--transfer-syntax", nargs="+", metavar="NAME",
-                        help="read-path table instead: end to end and read per transfer syntax (uncompressed rle jpeg-ls "
-                             "jpeg2000 jpeg-baseline, or all), with the thirty-line peer pipeline and the floors")
+                        help="read-path table instead: end to end and read per transfer syntax (uncompressed rle "
+                             "jpeg-lossless jpeg-ls jpeg2000 jpeg2000-lossy htj2k jpeg-baseline, or all), with the "
+                             "thirty-line peer pipeline and the floors")
     parser.add_argument("--model", help="model name or manifest path (default: the shipped model)")
     parser.add_argument("--threads", type=int, metavar="N", help="intra-op threads per backend (default: the engine's)")
     parser.add_argument("--timeout", type=float, default=1800.0, metavar="S",

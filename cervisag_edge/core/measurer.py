@@ -165,6 +165,12 @@ class Measurer:
         x, _ = self.preprocess(img.resized(size))
         return x, tf
 
+    def resize_size(self, size_px: tuple[int, int]) -> tuple[int, int]:
+        """The size (W_new, H_new) :meth:`preprocess_image` resizes a (W, H) image to (the reader's
+        ``resize_to``: a JPEG 2000 study is then decoded at the level it needs)."""
+        h, w = self.manifest.input_hw
+        return letterbox_geometry(size_px, (w, h))[0]
+
     def decode(self, heatmaps: np.ndarray, tf: LetterboxTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(K, h, w) heatmaps → (landmarks (K, 2) original px, confidence (K,), visible (K,) bool).
 
@@ -193,7 +199,7 @@ class Measurer:
             if pixel_spacing_mm is not None:
                 raise ValueError(f"{study.path}: pixel_spacing_mm applies when reading a path; pass it to io.read_image")
             return self._measure(study, {"read_ms": 0.0}, t0)
-        img = read_image(study, pixel_spacing_mm=pixel_spacing_mm, limits=self.limits)
+        img = read_image(study, pixel_spacing_mm=pixel_spacing_mm, limits=self.limits, resize_to=self.resize_size)
         return self._measure(img, {"read_ms": _ms(t0)}, t0)
 
     def measure_array(self, pixels: np.ndarray, spacing_mm: tuple[float, float] | None = None, *, source: str = "<array>") -> Measurement:

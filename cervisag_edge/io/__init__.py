@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .headers import sniff_format
-from .image import SPACING_SOURCES, LoadedImage, ReadLimits, display_from_array, validate_user_spacing
+from .image import SPACING_SOURCES, LoadedImage, ReadLimits, ResizeTo, display_from_array, validate_user_spacing
 
 __all__ = ["read_image", "LoadedImage", "ReadLimits", "SUPPORTED_SUFFIXES", "SPACING_SOURCES", "display_from_array"]
 
@@ -28,19 +28,25 @@ def read_image(
     *,
     pixel_spacing_mm: tuple[float, float] | None = None,
     limits: ReadLimits | None = None,
+    resize_to: ResizeTo | None = None,
 ) -> LoadedImage:
     """Read a DICOM, PNG, JPEG or TIFF image into a display array with its pixel spacing.
 
     The format is decided by the file's content (PNG/JPEG/TIFF signature, DICM preamble, or a
     DICOM header without preamble). ``pixel_spacing_mm`` (row, col) overrides the file's spacing
     (source "user"). Returns a :class:`LoadedImage` whose display is (H, W) float32 in [0, 1].
+
+    ``resize_to(size_px) -> (W_new, H_new)``: the size the caller will ask
+    :meth:`LoadedImage.resized` for, given the image's (W, H). A JPEG 2000 / HTJ2K image is then
+    decoded only at the coarsest resolution level at least that large (:mod:`.levels`); its full
+    resolution is decoded later, and only if the display or a larger size is asked for.
     """
     file = Path(path)
     name = str(path)
     limits = limits if limits is not None else ReadLimits()
     user = validate_user_spacing(name, pixel_spacing_mm) if pixel_spacing_mm is not None else None
     try:
-        return _read(file, name, limits, user)
+        return _read(file, name, limits, user, resize_to)
     except InputError:
         raise
     except MemoryError:
@@ -50,7 +56,8 @@ def read_image(
         raise InputError(f"{name}: unexpected {type(exc).__name__} while reading: {message}") from exc
 
 
-def _read(file: Path, name: str, limits: ReadLimits, user: tuple[float, float] | None) -> LoadedImage:
+def _read(file: Path, name: str, limits: ReadLimits, user: tuple[float, float] | None,
+          resize_to: ResizeTo | None) -> LoadedImage:
     try:
         size = file.stat().st_size
     except FileNotFoundError:
@@ -73,7 +80,7 @@ def _read(file: Path, name: str, limits: ReadLimits, user: tuple[float, float] |
         if fmt not in ("png", "jpeg", "tiff"):
             from .dicom import read_dicom
 
-            return read_dicom(fp, file, name, limits, user)
+            return read_dicom(fp, file, name, limits, user, resize_to)
     from .raster import read_raster
 
     return read_raster(file, name, fmt, limits, user)

@@ -8,6 +8,8 @@ stream, pydicom's decoder plugins (pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls) 
 
 :func:`decode_grey` returns the stored values as an (H, W) integer array; the caller applies
 the Modality LUT, VOI and inversion. Only monochrome images reach it (colour is refused earlier).
+:func:`decode_level` decodes a JPEG 2000 / HTJ2K image at a reduced resolution level instead
+(:mod:`.openjp2`; see :mod:`.levels`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import numpy as np
 from pydicom import uid as _uid
 from pydicom.dataset import Dataset
 
-__all__ = ["decode_grey", "decoder_for", "codec_table", "DECODER_THREADS", "ENCAPSULATED_DECODERS"]
+__all__ = ["decode_grey", "decode_level", "is_multiresolution", "decoder_for", "codec_table", "DECODER_THREADS",
+           "ENCAPSULATED_DECODERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +124,48 @@ def decode_grey(ds: Dataset, threads: int = DECODER_THREADS) -> np.ndarray:
     if signed and arr.dtype.kind == "u":  # the codec returned the bit pattern; masking sign-extends it
         arr = arr.view(arr.dtype.str.replace("u", "i"))
     return arr
+
+
+def is_multiresolution(transfer_syntax: str) -> bool:
+    """Whether ``transfer_syntax`` is a JPEG 2000 / HTJ2K one (its codestream holds resolution levels)."""
+    return str(transfer_syntax) in {str(ts) for ts in _J2K}
+
+
+def decode_level(ds: Dataset, factor: int, threads: int = DECODER_THREADS) -> tuple[np.ndarray, int] | None:
+    """(stored values (ceil(Rows / 2^r), ceil(Columns / 2^r)), r) of the first frame of a JPEG 2000
+    or HTJ2K image decoded at resolution factor r = ``factor`` (or the largest its codestream
+    allows), with the sample type :func:`decode_grey` gives. None, with a debug log, when the
+    level cannot stand for the image (no libopenjp2, no level to drop, several components or a
+    sign unlike PixelRepresentation): the caller then decodes the full resolution. Raises when
+    the codestream does not decode."""
+    from . import openjp2
+
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if not is_multiresolution(ts):
+        return None
+    if openjp2.library() is None:
+        logger.debug("no libopenjp2: %s decoded at full resolution", _uid.UID(ts).name)
+        return None
+    level = openjp2.decode_reduced(_first_frame(ds), factor, threads)
+    if level is None:
+        return None
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if level.full_wh != (columns, rows):
+        raise ValueError(f"codestream size {level.full_wh[0]} x {level.full_wh[1]} does not match "
+                         f"Columns x Rows {columns} x {rows}")
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits_allocated = int(ds.BitsAllocated)
+    bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
+    if level.signed != signed:
+        logger.debug("J2K signed %s against PixelRepresentation %d: full resolution decoded", level.signed, int(signed))
+        return None
+    # OpenJPEG clips to the codestream precision; a codestream wider than BitsStored (OpenJPH writes
+    # 16 bits for 12-bit data) is clipped to BitsStored, where the low-pass may overshoot at the ends
+    top = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
+    bottom = -(1 << (bits_stored - 1)) if signed else 0
+    samples = level.samples
+    if level.precision > bits_stored:
+        samples = np.clip(samples, bottom, top, out=samples)
+    kind = "i" if signed else "u"
+    dtype = np.dtype(f"{kind}{bits_allocated // 8}") if bits_allocated in (8, 16) else np.dtype(np.int32)
+    return samples.astype(dtype), level.factor

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 import pydicom
@@ -21,10 +21,11 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from ..errors import InputError
 from .capture import captured
-from .codecs import decode_grey
+from .codecs import decode_grey, decode_level, is_multiresolution
 from .deflate import check_deflated_size
-from .image import LoadedImage, ReadLimits
-from .pixels import grey_pixels
+from .image import LoadedImage, PixelSource, ReadLimits, ResizeTo
+from .levels import LevelPixels, level_factor
+from .pixels import DisplayChain, display_chain
 from .radiograph import check_radiograph, lateral_cspine_warnings
 from .spacing import dicom_spacing
 
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
 _SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1}
+_T = TypeVar("_T")
 NOT_DICOM = "not a DICOM file (no DICM preamble / unreadable header)"
 
 
@@ -205,24 +207,24 @@ def _parse(fp: BinaryIO, name: str, limits: ReadLimits) -> tuple[Dataset, bool]:
 
 
 def _header_only(ds: Dataset) -> Dataset:
-    """``ds`` without its pixel data (the header kept on the LoadedImage), sharing the other elements."""
-    header = Dataset()
-    for elem in ds:
-        if elem.tag.group != 0x7FE0:
-            header.add(elem)
+    """``ds`` without its pixel data (the header kept on the LoadedImage), sharing the other
+    elements as parsed: ``get_item`` hands over raw elements unconverted (iterating the data set
+    would convert every value, 70 ms under load on a DX header), pydicom converts each on access."""
+    header = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag.group != 0x7FE0})
     header.file_meta = ds.file_meta
     header.set_original_encoding(*ds.original_encoding, character_encoding=ds.original_character_set)
     return header
 
 
 def read_dicom(fp: BinaryIO, path: Path, name: str, limits: ReadLimits,
-               user_spacing: tuple[float, float] | None) -> LoadedImage:
+               user_spacing: tuple[float, float] | None, resize_to: ResizeTo | None = None) -> LoadedImage:
     """Read one single-frame greyscale projection radiograph from the open file ``fp`` (opened
     once, parsed once). Raises InputError for anything it cannot measure; what pydicom and the
-    decoders log is folded into that one line or into the image's warnings."""
+    decoders log is folded into that one line or into the image's warnings. ``resize_to``: see
+    :func:`cervisag_edge.io.read_image` (a JPEG 2000 image is then decoded at a reduced level)."""
     with captured() as log:
         try:
-            img = _read(fp, path, name, limits, user_spacing)
+            img = _read(fp, path, name, limits, user_spacing, resize_to)
         except InputError as exc:
             raise InputError(_fold(str(exc), log)) from None
     if log:
@@ -243,8 +245,39 @@ def _fold(message: str, log: list[str]) -> str:
     return f"{message} [decoder: {' '.join(new[0].split())}]"
 
 
+def _decode_error(name: str, ds: Dataset, exc: BaseException) -> InputError:
+    return InputError(
+        f"{name}: (7FE0,0010) PixelData could not be decoded with transfer syntax "
+        f"{ds.file_meta.TransferSyntaxUID.name!r} ({type(exc).__name__}: {_one_line(exc)})"
+    )
+
+
+def _decoded(name: str, ds: Dataset, decode: Callable[[], _T]) -> _T:
+    """``decode()``, its failures as the one-line InputError of this file."""
+    try:
+        return decode()
+    except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except InputError:
+        raise
+    except BaseException as exc:  # decoder plugins raise many types (pyo3 panics derive from BaseException)
+        raise _decode_error(name, ds, exc) from None
+
+
+def _pixel_source(ds: Dataset, name: str, chain: DisplayChain, resize_to: ResizeTo | None) -> PixelSource:
+    """The image's pixels: a reduced JPEG 2000 level when ``resize_to`` asks for at most half the
+    image (:mod:`.levels`), else the full resolution decoded now."""
+    size_px = (int(ds.Columns), int(ds.Rows))
+    if resize_to is not None and is_multiresolution(ds.file_meta.TransferSyntaxUID):
+        factor = level_factor(size_px, tuple(resize_to(size_px)))
+        level = _decoded(name, ds, lambda: decode_level(ds, factor)) if factor >= 1 else None
+        if level is not None:
+            return LevelPixels(chain, level[0], level[1], size_px, lambda: _decoded(name, ds, lambda: decode_grey(ds)))
+    return chain.pixels(_decoded(name, ds, lambda: decode_grey(ds)))
+
+
 def _read(fp: BinaryIO, path: Path, name: str, limits: ReadLimits,
-          user_spacing: tuple[float, float] | None) -> LoadedImage:
+          user_spacing: tuple[float, float] | None, resize_to: ResizeTo | None = None) -> LoadedImage:
     check_deflated_size(fp, name, limits)
     ds, forced = _parse(fp, name, limits)
     check_radiograph(ds, name)
@@ -252,19 +285,10 @@ def _read(fp: BinaryIO, path: Path, name: str, limits: ReadLimits,
     _ensure_transfer_syntax(ds)
     _check_pixel_data(ds, name, photometric)
     warnings.extend(lateral_cspine_warnings(ds))
-    try:
-        stored = decode_grey(ds)
-    except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as exc:  # decoder plugins raise many types (pyo3 panics derive from BaseException)
-        raise InputError(
-            f"{name}: (7FE0,0010) PixelData could not be decoded with transfer syntax "
-            f"{ds.file_meta.TransferSyntaxUID.name!r} ({type(exc).__name__}: {_one_line(exc)})"
-        ) from None
     little = bool(ds.original_encoding[1]) if ds.original_encoding[1] is not None else True
-    pixels = grey_pixels(ds, stored, photometric, little, warnings)
+    pixels = _pixel_source(ds, name, display_chain(ds, photometric, little, warnings), resize_to)
     header = _header_only(ds)
-    del ds
+    del ds  # a LevelPixels keeps the data set (its compressed pixel data) for a full decode on demand
     if user_spacing is not None:
         spacing, source = user_spacing, "user"
     else:

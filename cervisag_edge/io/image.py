@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["LoadedImage", "ReadLimits", "SPACING_SOURCES", "validate_user_spacing", "area_resize", "display_from_array",
-           "PixelSource"]
+           "PixelSource", "ResizeTo"]
 
 #: Values of :attr:`LoadedImage.spacing_source`, best first.
 SPACING_SOURCES = (
@@ -43,6 +43,11 @@ class ReadLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ReadLimits.{name} {value!r} out of range, expected a positive int")
+
+
+#: A reader's caller's rule for the size (W_new, H_new) it will ask :meth:`LoadedImage.resized`
+#: for, given the image's (W, H) (the Measurer's letterbox size).
+ResizeTo = Callable[[tuple[int, int]], tuple[int, int]]
 
 
 class PixelSource(Protocol):

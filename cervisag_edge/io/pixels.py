@@ -16,6 +16,10 @@ which builds two things on request:
   area resize.)
 - ``display()``: the full-resolution display, by table lookup (one entry per stored value).
 
+:func:`display_chain` reads the chain from the header alone (a :class:`DisplayChain`) and
+:meth:`DisplayChain.pixels` binds it to stored values of any size: the full image, or a JPEG 2000
+resolution level (:mod:`.levels`), whose percentile window then comes from the level's values.
+
 The percentile window's limits are fixed once per image (from the full-resolution stored values,
 as before), so the resized and the full display share one window.
 """
@@ -32,9 +36,10 @@ from pydicom.dataset import Dataset
 from . import imaging
 from .image import area_resize
 
-__all__ = ["GreyPixels", "grey_pixels"]
+__all__ = ["GreyPixels", "grey_pixels", "DisplayChain", "display_chain"]
 
 Chain = Callable[[np.ndarray], np.ndarray]
+Resample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
 
 #: Largest stored-value range converted through a lookup table (one entry per stored value).
 _LUT_MAX_ENTRIES = 1 << 17
@@ -107,9 +112,9 @@ def _percentile(stored: np.ndarray, modality: Chain) -> tuple[Chain, float | Non
     return (lambda v: imaging.window_limits(v, limits)), per_unit
 
 
-def _voi(ds: Dataset, stored: np.ndarray, modality: Chain, little: bool,
-         warnings: list[str]) -> tuple[Chain, float | None]:
-    """(VOI function, its slope per modality unit when linear else None)."""
+def _voi(ds: Dataset, little: bool, warnings: list[str]) -> tuple[Chain, float | None] | None:
+    """(VOI function, its slope per modality unit when linear else None), or None for the
+    robust percentile window (its limits need the stored values)."""
     seq = ds.get("VOILUTSequence")
     if seq:
         data, first_mapped, bits = _lut_item(seq[0], little)
@@ -142,7 +147,7 @@ def _voi(ds: Dataset, stored: np.ndarray, modality: Chain, little: bool,
             )
     else:
         warnings.append("no VOI LUT or window in the file; robust percentile window (0.5-99.5 %) used")
-    return _percentile(stored, modality)
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,15 +185,19 @@ class GreyPixels:
                 return np.take(table, index)
         return self._apply(arr)
 
-    def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
-        """(H_new, W_new) float32 display, area-resized to ``size_wh`` (see the module doc)."""
+    def resized(self, size_wh: tuple[int, int], resample: Resample | None = None) -> np.ndarray:
+        """(H_new, W_new) float32 display, area-resized to ``size_wh`` (see the module doc).
+        ``resample(values, size_wh)`` replaces the area resize (a resolution level's resampling,
+        :func:`cervisag_edge.io.levels.resample_level`); it is given float32 values."""
         if not self.linear:
-            return area_resize(np.asarray(self.display(), dtype=np.float32), size_wh)
+            display = np.asarray(self.display(), dtype=np.float32)
+            return area_resize(display, size_wh) if resample is None else resample(display, size_wh)
         src = self.stored
         rounding_ok = self.display_per_unit is not None and 0.5 * self.display_per_unit <= _ROUNDING_TOLERANCE
-        if src.dtype == np.uint8 or (src.dtype in (np.uint16, np.int16) and not rounding_ok):
+        if resample is not None or src.dtype == np.uint8 or (src.dtype in (np.uint16, np.int16) and not rounding_ok):
             src = src.astype(np.float32)
-        return np.asarray(self._apply(area_resize(src, size_wh)), dtype=np.float32)
+        small = area_resize(src, size_wh) if resample is None else resample(src, size_wh)
+        return np.asarray(self._apply(small), dtype=np.float32)
 
 
 def _min_max(arr: np.ndarray) -> tuple[int | float, int | float]:
@@ -198,21 +207,53 @@ def _min_max(arr: np.ndarray) -> tuple[int | float, int | float]:
     return arr.min(), arr.max()
 
 
+@dataclass(frozen=True, eq=False)
+class DisplayChain:
+    """What the header says about stored values → display, before any pixel is seen.
+
+    ``voi`` is None when the robust percentile window is used: its limits come from the stored
+    values given to :meth:`pixels`. ``signed``/``bits_stored`` describe the stored samples."""
+
+    modality: Chain
+    modality_slope: float | None
+    voi: Callable[[np.ndarray], tuple[Chain, float | None]]
+    invert: bool
+    signed: bool
+    bits_stored: int
+
+    def pixels(self, stored: np.ndarray) -> GreyPixels:
+        """The :class:`GreyPixels` of ``stored`` (any (h, w) size: full resolution or a decoded
+        resolution level), bits above BitsStored cleared when set."""
+        arr = np.asarray(stored)
+        if np.issubdtype(arr.dtype, np.integer):
+            lo, hi = _min_max(arr)
+            top = (1 << (self.bits_stored - 1)) - 1 if self.signed else (1 << self.bits_stored) - 1
+            bottom = -(1 << (self.bits_stored - 1)) if self.signed else 0
+            if lo < bottom or hi > top:  # unused high bits are set: clear (and sign-extend) them
+                arr = imaging.mask_bits_stored(arr, self.bits_stored, self.signed).astype(
+                    np.int32 if self.bits_stored < 32 else np.int64)
+        arr.flags.writeable = False
+        voi, voi_slope = self.voi(arr)
+        linear = self.modality_slope is not None and voi_slope is not None
+        per_unit = abs(self.modality_slope * voi_slope) if linear else None  # type: ignore[operator]
+        modality = self.modality
+        return GreyPixels(stored=arr, chain=lambda x: voi(modality(x)), linear=linear, display_per_unit=per_unit,
+                          invert=self.invert)
+
+
+def display_chain(ds: Dataset, photometric: str, little: bool, warnings: list[str]) -> DisplayChain:
+    """The :class:`DisplayChain` of a monochrome image's header; header problems go to ``warnings``."""
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits_stored = int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated)
+    modality, modality_slope = _modality(ds, signed, little, warnings)
+    fixed = _voi(ds, little, warnings)
+
+    def voi(stored: np.ndarray) -> tuple[Chain, float | None]:
+        return fixed if fixed is not None else _percentile(stored, modality)
+    return DisplayChain(modality=modality, modality_slope=modality_slope, voi=voi,
+                        invert=photometric == "MONOCHROME1", signed=signed, bits_stored=bits_stored)
+
+
 def grey_pixels(ds: Dataset, stored: np.ndarray, photometric: str, little: bool, warnings: list[str]) -> GreyPixels:
     """The :class:`GreyPixels` of a decoded monochrome image; header problems go to ``warnings``."""
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    arr = np.asarray(stored)
-    if np.issubdtype(arr.dtype, np.integer):
-        bits_stored = int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated)
-        lo, hi = _min_max(arr)
-        top = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
-        bottom = -(1 << (bits_stored - 1)) if signed else 0
-        if lo < bottom or hi > top:  # unused high bits are set: clear (and sign-extend) them
-            arr = imaging.mask_bits_stored(arr, bits_stored, signed).astype(np.int32 if bits_stored < 32 else np.int64)
-    arr.flags.writeable = False
-    modality, modality_slope = _modality(ds, signed, little, warnings)
-    voi, voi_slope = _voi(ds, arr, modality, little, warnings)
-    linear = modality_slope is not None and voi_slope is not None
-    per_unit = abs(modality_slope * voi_slope) if linear else None  # type: ignore[operator]
-    return GreyPixels(stored=arr, chain=lambda x: voi(modality(x)), linear=linear, display_per_unit=per_unit,
-                      invert=photometric == "MONOCHROME1")
+    return display_chain(ds, photometric, little, warnings).pixels(stored)
