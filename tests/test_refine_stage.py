@@ -132,7 +132,7 @@ def test_exported_stage2_graph(two_stage: Path) -> None:
     S, h = r.crop["size"], r.heatmap_shape[0]
     assert (inp.name, dims(inp)) == ("crop", ["batch", 1, S, S])
     assert (out.name, dims(out)) == ("heatmaps", ["batch", 4, h, h])
-    assert {n.op_type for n in g.graph.node} <= {"Conv", "Relu", "Add", "Resize", "Constant"}
+    assert {n.op_type for n in g.graph.node} <= {"Conv", "Relu", "Add", "Resize", "Constant", "Identity"}
     assert max(o.version for o in g.opset_import if o.domain in ("", "ai.onnx")) == 17
 
 
