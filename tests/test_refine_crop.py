@@ -82,7 +82,7 @@ def test_a_bright_dot_lands_where_the_affine_says(side_scale: float) -> None:
 
 
 def test_outside_the_image_is_padding() -> None:
-    c = np.array([[10.0, -40], [-30, -40], [-30, -10], [10, -10]])  # body centred above the image
+    c = np.array([[10.0, -80], [-30, -80], [-30, -50], [10, -50]])  # body well above the image
     crop = crop_display(np.ones((50, 50), np.float32), frame_affine(vertebra_frame(c, 2.0), 32), 32, pad_value=0.25)
     assert crop.shape == (32, 32) and np.all(crop == 0.25)
 

@@ -160,7 +160,8 @@ def test_two_stage_measurer_uses_stage2(measured) -> None:
     p1 = np.array([[lm.x_px, lm.y_px] for lm in m1.landmarks])
     vis = np.array([lm.visible for lm in m1.landmarks])
     assert np.all(np.isfinite(p2[vis]))
-    assert [lm.visible for lm in m2.landmarks] == list(vis)  # visibility stays stage 1's
+    vis2 = np.array([lm.visible for lm in m2.landmarks])
+    assert not (vis2 & ~vis).any()  # stage 2 never makes a landmark visible (an untrained one may make two coincide)
     corners = np.array([n.split("_")[0] in VERTEBRAE and n.split("_")[1] in CORNERS for n in LANDMARK_NAMES])
     moved = np.hypot(*(p2 - p1).T) > 1e-6
     assert moved[vis & corners].any()
