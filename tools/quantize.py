@@ -388,6 +388,22 @@ def stage2_variant(variant: str, stage: ModelManifest, out_dir: Path, work: Path
     return variant_manifest(stage, variant, dst, extra).to_json_dict()
 
 
+def refine_only(base: ModelManifest, out_dir: Path, args: argparse.Namespace, report: Callable[[str], None]) -> list[Path]:
+    """``--refine-only``: add the second stage's variants to the existing first-stage variant manifests."""
+    if base.refine is None:
+        raise SystemExit(f"{args.manifest}: --refine-only needs a manifest with a refine entry")
+    written = []
+    with tempfile.TemporaryDirectory(prefix="cervisag_quant_") as tmp:
+        for variant in args.variants:
+            mpath = out_dir / f"{base.name}.{variant}.json"
+            doc = json.loads(mpath.read_text())
+            doc["refine"] = stage2_variant(variant, base.refine, out_dir, Path(tmp), args, report)
+            mpath.write_text(json.dumps(doc, indent=2) + "\n")
+            load_manifest(mpath)
+            written.append(mpath)
+    return written
+
+
 def run(args: argparse.Namespace, report: Callable[[str], None] = print,
         samples_fn: Callable[[ModelManifest, int, int, int], list[EvalSample]] = phantom_samples) -> list[Path]:
     """Produce the requested variants; returns the written manifest paths."""
@@ -396,6 +412,8 @@ def run(args: argparse.Namespace, report: Callable[[str], None] = print,
     base = load_manifest(args.manifest)
     out_dir = Path(args.out_dir) if args.out_dir else Path(base.path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "refine_only", False):
+        return refine_only(base, out_dir, args, report)
     calib = [s.input for s in samples_fn(base, args.calib_seed, args.calib_count, args.long_side)]
     held_out = samples_fn(base, args.eval_seed, args.eval_count, args.long_side)
     reference_mm = landmarks_mm(base.model_path, base, held_out)
@@ -458,6 +476,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-side", type=int, default=1024, help="phantom long side in px")
     p.add_argument("--runs", type=int, default=20, help="timed runs per latency (median)")
     p.add_argument("--out-dir", default=None, help="output folder (default: the manifest's)")
+    p.add_argument("--refine-only", action="store_true",
+                   help="only the second stage: add its variants to the existing variant manifests")
     a = p.parse_args(argv)
     a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     a.calib_methods = [v.strip() for v in a.calib_methods.split(",") if v.strip()]
