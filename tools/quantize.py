@@ -51,6 +51,9 @@ logger = logging.getLogger("quantize")
 
 VARIANTS = ("fp16", "int8-trt", "int8-cpu")
 CALIB_METHODS = ("MinMax", "Percentile", "Entropy")
+#: Largest mean corner shift (crop px, vs FP32) an INT8 second stage may have; above it the variant keeps
+#: the second stage in FP16 (``extra.int8_rejected`` says so). 0.5 crop px ≈ 0.15 mm at the default crop.
+STAGE2_INT8_MAX_SHIFT_PX = 0.5
 #: A head kept in FP32 must cut the landmark error by at least this fraction to be worth its cost.
 HEAD_GAIN_MIN = 0.05
 
@@ -379,8 +382,13 @@ def stage2_variant(variant: str, stage: ModelManifest, out_dir: Path, work: Path
             report(f"  stage 2 {variant:8s} {method:10s} mean corner shift {err:.4f} crop px")
             if best_err is None or err < best_err:
                 best, best_err = (out, settings, method), err
-        dst.write_bytes(best[0].read_bytes())
         extra = {"tool": best[1]["tool"], "quantization": best[1], "calibration": {"method": best[2], "crops": len(calib)}}
+        if best_err > STAGE2_INT8_MAX_SHIFT_PX:  # INT8 would undo what the stage is for: keep it in FP16
+            extra = {"tool": make_fp16(stage.model_path, dst), "int8_rejected": {
+                "method": best[2], "mean_corner_shift_crop_px": round(best_err, 5), "limit_crop_px": STAGE2_INT8_MAX_SHIFT_PX}}
+            report(f"stage 2 {variant}: INT8 mean corner shift {best_err:.3f} crop px > {STAGE2_INT8_MAX_SHIFT_PX}: FP16 kept")
+        else:
+            dst.write_bytes(best[0].read_bytes())
     shift = np.linalg.norm(stage2_corners(dst, stage, held) - ref, axis=-1)
     extra["accuracy_vs_fp32"] = {"mean_corner_shift_crop_px": round(float(shift.mean()), 5),
                                  "max_corner_shift_crop_px": round(float(shift.max()), 5), "crops": len(held)}
