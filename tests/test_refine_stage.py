@@ -198,3 +198,18 @@ def test_torch_and_onnxruntime_agree_on_stage2(two_stage: Path) -> None:
     assert a.shape == (3, 4, *r.heatmap_shape)
     np.testing.assert_allclose(a, b, atol=2e-4)
 
+
+
+def test_verify_runs_both_stages_or_one(two_stage: Path, tmp_path: Path) -> None:
+    from cervisag_edge.cli.main import main
+    from cervisag_edge.tooling.phantom import generate_dataset
+
+    data = tmp_path / "set"
+    generate_dataset(data, 2, 31, progress=False, out_long_side=512)
+    docs = {}
+    for flag in ([], ["--no-refine"]):
+        out = tmp_path / f"m{len(flag)}.json"
+        main(["verify", str(data), "--model", str(two_stage), "--threads", "1", "--json", str(out), "--no-progress", *flag])
+        docs[bool(flag)] = json.loads(out.read_text())
+    assert docs[False]["model"]["stages"] == 2 and docs[False]["model"]["refine_ms_median"] > 0
+    assert docs[True]["model"]["stages"] == 1 and "refine_ms_median" not in docs[True]["model"]

@@ -26,7 +26,8 @@ import torch
 from ...core.landmarks import VERTEBRAE, vertebra_corner_indices
 from ...engine.backends.torch_net import LandmarkUNet
 from ...engine.codec import UDPHeatmapCodec
-from ...engine.crop import CropGeometry, VertebraFrame, apply_affine, crop_display, frame_affine, vertebra_frame
+from ...engine.crop import (CropGeometry, VertebraFrame, apply_affine, crop_display, frame_affine, invert_affine,
+                           vertebra_frame)
 from ...engine.preprocess import normalize
 from .data import AugmentConfig, Sample, apply_intensity
 from .loop import heatmap_loss, soft_argmax_loss
@@ -162,10 +163,7 @@ def evaluate_refine(model: torch.nn.Module, samples: list[Sample], cfg: RefineCo
                 x = torch.from_numpy(normalize(crop, cfg.mean, cfg.std)[None, None].astype(np.float32))
                 hm = model(x).numpy()
                 p_crop, _ = codec.decode(hm[0])
-                from ...engine.crop import invert_affine
-
                 p_img = apply_affine(invert_affine(M), p_crop)
-                # the start: the jittered frame's own corner guess = true corners through the jitter
                 ok = vis == 2
                 d = (p_img - corners)[ok] * sp[::-1]
                 err_ref.extend(np.hypot(d[:, 0], d[:, 1]))
