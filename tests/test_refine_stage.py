@@ -213,3 +213,18 @@ def test_verify_runs_both_stages_or_one(two_stage: Path, tmp_path: Path) -> None
         docs[bool(flag)] = json.loads(out.read_text())
     assert docs[False]["model"]["stages"] == 2 and docs[False]["model"]["refine_ms_median"] > 0
     assert docs[True]["model"]["stages"] == 1 and "refine_ms_median" not in docs[True]["model"]
+
+
+def test_torch_measurer_runs_the_same_two_stages(two_stage: Path, measured, phantom) -> None:
+    from cervisag_edge import Measurer
+    from cervisag_edge.engine.backends.torch import TorchBackend
+
+    m_ort = measured[0]
+    with Measurer(two_stage, backend="torch", threads=1) as t:
+        assert isinstance(t.refiner.backend, TorchBackend) and t.refiner.backend is not t.backend
+        if not _shipped_has_refine():
+            pytest.skip("guards of the untrained stage were lifted only for the ONNX Runtime measurer")
+        m_t = t.measure_array(phantom.display.astype(np.float32), tuple(phantom.pixel_spacing_mm))
+    a = np.array([[lm.x_px, lm.y_px] for lm in m_ort.landmarks if lm.visible])
+    b = np.array([[lm.x_px, lm.y_px] for lm in m_t.landmarks if lm.visible])
+    np.testing.assert_allclose(a, b, atol=0.05)
