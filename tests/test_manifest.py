@@ -13,7 +13,11 @@ from cervisag_edge.engine.manifest import engines_dir, load_manifest, sha256_fil
 @pytest.fixture
 def engine_copy(tmp_path: Path) -> Path:
     src = engines_dir()
-    for f in ("cervisag_unet.onnx", "cervisag_unet.json"):
+    files = ["cervisag_unet.onnx", "cervisag_unet.json"]
+    refine = json.loads((src / "cervisag_unet.json").read_text()).get("refine")
+    if refine:  # a two-stage manifest: its second stage's file too
+        files.append(refine["file"])
+    for f in files:
         shutil.copy(src / f, tmp_path / f)
     return tmp_path / "cervisag_unet.json"
 

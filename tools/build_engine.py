@@ -12,6 +12,7 @@ Extra: ``pip install 'cervisag-edge[tensorrt]'`` (the builder needs the full ``t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import importlib.util
 import logging
@@ -158,7 +159,8 @@ def make_plan_manifest(
         mean=onnx_manifest.mean, std=onnx_manifest.std, pad_value=onnx_manifest.pad_value, resize=onnx_manifest.resize,
         codec=onnx_manifest.codec, landmark_names=onnx_manifest.landmark_names, format=PLAN_FORMAT,
         base_model=onnx_manifest.base_model or onnx_manifest.file, training=onnx_manifest.training,
-        metrics=onnx_manifest.metrics, extra=extra, path=str(plan_path.parent),
+        metrics=onnx_manifest.metrics, extra=extra, crop=onnx_manifest.crop, levels=onnx_manifest.levels,
+        path=str(plan_path.parent),
     )
 
 
@@ -256,6 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest, plan_path=plan_path, plan_sha256=sha256_file(plan_path), trt_version=trt.__version__,
         trt_module="tensorrt", gpu_name=gpu_name, compute_capability=cc, options=options,
     )
+    if manifest.refine is not None:  # a two-stage manifest: the second stage gets its own plan, named by field refine
+        stage = manifest.refine
+        stage_plan, _, stage_cache = plan_paths(stage)
+        stage_bytes, _ = build_plan(stage, options_from_args(args, stage_cache), stage_cache)
+        stage_plan.write_bytes(stage_bytes)
+        spm = make_plan_manifest(
+            stage, plan_path=stage_plan, plan_sha256=sha256_file(stage_plan), trt_version=trt.__version__,
+            trt_module="tensorrt", gpu_name=gpu_name, compute_capability=cc, options=options,
+        )
+        pm = dataclasses.replace(pm, refine=spm)
+        print(f"wrote {stage_plan} ({len(stage_bytes) / 2**20:.1f} MiB), the second stage")
     pm.write(plan_manifest_path)
     print(f"wrote {plan_path} ({len(plan) / 2**20:.1f} MiB) and {plan_manifest_path} [TensorRT {trt.__version__}, {gpu_name}, sm {cc}]")
     return 0

@@ -11,6 +11,12 @@ Variants (each ``<model>.<variant>.onnx`` with a manifest ``<model>.<variant>.js
 * ``int8-cpu``: what ONNX Runtime's CPU provider runs fastest: U8 activations, per-channel S8
   weights, QDQ or QOperator format (both are built and timed; the faster one is kept).
 
+A two-stage manifest (field ``refine``, docs/refinement.md) gets the same variant of its second
+stage, ``<stage2>.<variant>.onnx``, named by the variant manifest's own ``refine`` entry; it is
+calibrated on vertebra crops of the calibration phantoms (cut by the runtime's crop function
+around the labelled corners) and its accuracy is the corner shift versus the FP32 stage 2 in
+crop px.
+
 Calibration and accuracy use phantoms (``cervisag_edge.tooling.phantom.render_phantom``) through the
 runtime's own letterbox: fixed seeds and indices, so a rerun gives the same files. For each INT8
 variant the calibration methods given by ``--calib-methods`` and keeping the heatmap head (the
@@ -45,6 +51,9 @@ logger = logging.getLogger("quantize")
 
 VARIANTS = ("fp16", "int8-trt", "int8-cpu")
 CALIB_METHODS = ("MinMax", "Percentile", "Entropy")
+#: Largest mean corner shift (crop px, vs FP32) an INT8 second stage may have; above it the variant keeps
+#: the second stage in FP16 (``extra.int8_rejected`` says so). 0.5 crop px ≈ 0.15 mm at the default crop.
+STAGE2_INT8_MAX_SHIFT_PX = 0.5
 #: A head kept in FP32 must cut the landmark error by at least this fraction to be worth its cost.
 HEAD_GAIN_MIN = 0.05
 
@@ -322,6 +331,87 @@ def build_int8(variant: str, base: ModelManifest, prepped: Path, work: Path, cal
     return best, settings[str(best.path)], cands
 
 
+def stage2_crops(stage: ModelManifest, seed: int, count: int, long_side: int) -> list[np.ndarray]:
+    """(1, 1, S, S) stage-2 inputs: every labelled vertebra of ``count`` phantoms of ``seed``, un-jittered."""
+    from cervisag_edge.core.landmarks import vertebra_corner_indices
+    from cervisag_edge.engine.crop import crop_display, frame_affine, vertebra_frame
+    from cervisag_edge.engine.preprocess import normalize
+    from cervisag_edge.tooling.phantom import render_phantom
+
+    S, factor = int(stage.crop["size"]), float(stage.crop["factor"])
+    out = []
+    for index in range(count):
+        ph = render_phantom(seed, index, out_long_side=long_side)
+        for v in stage.levels:
+            fr = vertebra_frame(np.asarray(ph.landmarks_px)[list(vertebra_corner_indices(v))], factor)
+            if fr is not None:
+                crop = crop_display(np.asarray(ph.display, dtype=np.float32), frame_affine(fr, S), S, stage.pad_value)
+                out.append(normalize(crop, stage.mean, stage.std)[None, None].astype(np.float32))
+    return out
+
+
+def stage2_corners(path: Path, stage: ModelManifest, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """(V, 4, 2) decoded corners in crop px of every crop."""
+    sess = session(path)
+    codec = UDPHeatmapCodec.from_manifest(stage.codec)
+    return np.asarray([codec.decode(sess.run([stage.output_name], {stage.input_name: x})[0][0].astype(np.float32))[0]
+                       for x in crops])
+
+
+def stage2_variant(variant: str, stage: ModelManifest, out_dir: Path, work: Path, args: argparse.Namespace,
+                   report: Callable[[str], None]) -> dict[str, Any]:
+    """Make ``variant`` of the second stage; returns the variant manifest's ``refine`` entry."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calib = stage2_crops(stage, args.calib_seed, max(2, args.calib_count // 4), args.long_side)
+    held = stage2_crops(stage, args.eval_seed, max(2, args.eval_count // 2), args.long_side)
+    ref = stage2_corners(stage.model_path, stage, held)
+    dst = out_dir / f"{stage.name}.{variant}.onnx"
+    if variant == "fp16":
+        extra: dict[str, Any] = {"tool": make_fp16(stage.model_path, dst)}
+    else:
+        prepped = work / f"{stage.name}.prepped.onnx"
+        if not prepped.is_file():
+            quant_pre_process(str(stage.model_path), str(prepped), skip_symbolic_shape=True)
+        best, best_err = None, None
+        for method in args.calib_methods:  # the stage is small: the whole graph in INT8, QDQ
+            out = work / f"{stage.name}.{variant}.{method}.onnx"
+            settings = quantize_ort(prepped, out, calib, stage.input_name, method=method, variant=variant,
+                                    quant_format="QDQ", reduce_range=variant == "int8-cpu" and not cpu_has_vnni(), exclude=[])
+            err = float(np.mean(np.linalg.norm(stage2_corners(out, stage, held) - ref, axis=-1)))
+            report(f"  stage 2 {variant:8s} {method:10s} mean corner shift {err:.4f} crop px")
+            if best_err is None or err < best_err:
+                best, best_err = (out, settings, method), err
+        extra = {"tool": best[1]["tool"], "quantization": best[1], "calibration": {"method": best[2], "crops": len(calib)}}
+        if best_err > STAGE2_INT8_MAX_SHIFT_PX:  # INT8 would undo what the stage is for: keep it in FP16
+            extra = {"tool": make_fp16(stage.model_path, dst), "int8_rejected": {
+                "method": best[2], "mean_corner_shift_crop_px": round(best_err, 5), "limit_crop_px": STAGE2_INT8_MAX_SHIFT_PX}}
+            report(f"stage 2 {variant}: INT8 mean corner shift {best_err:.3f} crop px > {STAGE2_INT8_MAX_SHIFT_PX}: FP16 kept")
+        else:
+            dst.write_bytes(best[0].read_bytes())
+    shift = np.linalg.norm(stage2_corners(dst, stage, held) - ref, axis=-1)
+    extra["accuracy_vs_fp32"] = {"mean_corner_shift_crop_px": round(float(shift.mean()), 5),
+                                 "max_corner_shift_crop_px": round(float(shift.max()), 5), "crops": len(held)}
+    report(f"stage 2 {variant:9s} mean corner shift {shift.mean():.4f} crop px, max {shift.max():.4f}")
+    return variant_manifest(stage, variant, dst, extra).to_json_dict()
+
+
+def refine_only(base: ModelManifest, out_dir: Path, args: argparse.Namespace, report: Callable[[str], None]) -> list[Path]:
+    """``--refine-only``: add the second stage's variants to the existing first-stage variant manifests."""
+    if base.refine is None:
+        raise SystemExit(f"{args.manifest}: --refine-only needs a manifest with a refine entry")
+    written = []
+    with tempfile.TemporaryDirectory(prefix="cervisag_quant_") as tmp:
+        for variant in args.variants:
+            mpath = out_dir / f"{base.name}.{variant}.json"
+            doc = json.loads(mpath.read_text())
+            doc["refine"] = stage2_variant(variant, base.refine, out_dir, Path(tmp), args, report)
+            mpath.write_text(json.dumps(doc, indent=2) + "\n")
+            load_manifest(mpath)
+            written.append(mpath)
+    return written
+
+
 def run(args: argparse.Namespace, report: Callable[[str], None] = print,
         samples_fn: Callable[[ModelManifest, int, int, int], list[EvalSample]] = phantom_samples) -> list[Path]:
     """Produce the requested variants; returns the written manifest paths."""
@@ -330,6 +420,8 @@ def run(args: argparse.Namespace, report: Callable[[str], None] = print,
     base = load_manifest(args.manifest)
     out_dir = Path(args.out_dir) if args.out_dir else Path(base.path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "refine_only", False):
+        return refine_only(base, out_dir, args, report)
     calib = [s.input for s in samples_fn(base, args.calib_seed, args.calib_count, args.long_side)]
     held_out = samples_fn(base, args.eval_seed, args.eval_count, args.long_side)
     reference_mm = landmarks_mm(base.model_path, base, held_out)
@@ -369,6 +461,11 @@ def run(args: argparse.Namespace, report: Callable[[str], None] = print,
             m = variant_manifest(base, variant, dst, extra)
             mpath = out_dir / f"{base.name}.{variant}.json"
             m.write(mpath)
+            if base.refine is not None:
+                doc = json.loads(mpath.read_text())
+                doc["refine"] = stage2_variant(variant, base.refine, out_dir, work, args, report)
+                mpath.write_text(json.dumps(doc, indent=2) + "\n")
+                load_manifest(mpath)
             written.append(mpath)
             report(f"wrote {dst} and {mpath}")
     return written
@@ -387,6 +484,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-side", type=int, default=1024, help="phantom long side in px")
     p.add_argument("--runs", type=int, default=20, help="timed runs per latency (median)")
     p.add_argument("--out-dir", default=None, help="output folder (default: the manifest's)")
+    p.add_argument("--refine-only", action="store_true",
+                   help="only the second stage: add its variants to the existing variant manifests")
     a = p.parse_args(argv)
     a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     a.calib_methods = [v.strip() for v in a.calib_methods.split(",") if v.strip()]

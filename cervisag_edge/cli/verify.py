@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="onnxruntime", help="inference backend (default: onnxruntime)")
     parser.add_argument("--precision", default="fp32", help="engine precision: fp32, fp16, int8 (default: fp32)")
     parser.add_argument("--threads", type=int, metavar="N", help="intra-op threads of each Measurer")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="first stage only, even when the manifest has a second (refine) stage")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1, in-process)")
     parser.add_argument("--thresholds", default="paper2025", metavar="NAME|FILE",
                         help="built-in threshold set name or threshold JSON file (default: paper2025)")
@@ -84,7 +86,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     th = m.get("thresholds", {})
     model = m.get("model", {})
     out = [
-        f"model {model.get('id')}  backend {m.get('backend')}  precision {m.get('precision')}",
+        f"model {model.get('id')}  backend {m.get('backend')}  precision {m.get('precision')}  stages {model.get('stages', 1)}",
         f"thresholds {th.get('name')} v{th.get('version')}   images {m['n_images']}  failed {m['n_failed']}",
         "",
         f"{'landmarks':<14}{'n':>6}{'missed':>8}{'MRE':>8}{'SD':>8}{'median':>8}{'P95':>8}{'max':>8}"
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     thresholds = load_thresholds(args.thresholds)
     dataset = load_dataset(args.dataset, args.annotations)
     baseline = load_baseline(args.baseline) if args.baseline else None
-    spec = MeasurerSpec(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    spec = MeasurerSpec(model=args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                        refine=not args.no_refine)
     variants: list[tuple[str, str]] = []
     if args.compare:
         variants = parse_variants(args.compare, args.backend, args.precision)

@@ -38,6 +38,7 @@ from ..engine.manifest import ModelManifest, load_manifest, site_model_warning
 from .measurement import Landmark, Measurement
 from .parameters import parameters_from_px
 from ..engine.preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
+from ..engine.refine import Refiner
 from .uncertainty import UncertaintyCalibration, annotate
 from .visibility import VisibilityRule, edge_distance_input_px
 
@@ -61,7 +62,7 @@ class MeasurerSpec:
     ``factory`` is an importable ``"module:callable"`` (default :class:`Measurer`) or a
     module-level callable (it must pickle by reference for worker processes and Ray); it is
     called with ``model=, backend=, precision=, threads=`` and, when set, ``confidence_threshold=``,
-    ``estimates=False`` and ``limits=`` (a :class:`ReadLimits` from ``max_pixels``/``max_bytes``)."""
+    ``estimates=False``, ``refine=False`` and ``limits=`` (a :class:`ReadLimits` from ``max_pixels``/``max_bytes``)."""
 
     model: str | None = None
     backend: str = "onnxruntime"
@@ -71,6 +72,7 @@ class MeasurerSpec:
     max_pixels: int | None = None
     max_bytes: int | None = None
     estimates: bool = True
+    refine: bool = True
     factory: Any = DEFAULT_FACTORY
 
     @property
@@ -94,6 +96,8 @@ class MeasurerSpec:
             kwargs["confidence_threshold"] = self.confidence_threshold
         if not self.estimates:
             kwargs["estimates"] = False
+        if not self.refine:
+            kwargs["refine"] = False
         limits = self.limits()
         if limits is not None:
             kwargs["limits"] = limits
@@ -110,11 +114,16 @@ class Measurer:
     manifest's calibrated rule, :mod:`cervisag_edge.core.visibility`).
     ``estimates``: report estimated hidden landmarks and the parameters that need them (flagged
     estimated); False gives None for those, as measured-only callers expect.
+    ``refine``: run the manifest's second stage (``refine`` entry: vertebra corners refined on
+    aligned crops of the full-resolution image, :mod:`cervisag_edge.engine.refine`) when it has
+    one; False measures with the first stage alone. The stage runs on a second instance of the
+    same backend class, built from the stage manifest.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, backend: str = "onnxruntime", precision: str = "fp32",
                  *, threads: int | None = None, confidence_threshold: float | None = None,
-                 limits: ReadLimits | None = None, providers: Sequence[str] = ("cpu",), estimates: bool = True) -> None:
+                 limits: ReadLimits | None = None, providers: Sequence[str] = ("cpu",), estimates: bool = True,
+                 refine: bool = True) -> None:
         t0 = time.perf_counter()
         resolved = resolve(model, backend, precision)
         logger.info("backend %s: %s", resolved.backend, resolved.reason)
@@ -127,12 +136,21 @@ class Measurer:
         self.limits = limits or ReadLimits()
         self.spec = MeasurerSpec(model=None if model is None else str(model), backend=backend, precision=precision,
                                  threads=threads, confidence_threshold=confidence_threshold,
-                                 max_pixels=self.limits.max_pixels, max_bytes=self.limits.max_bytes, estimates=bool(estimates))
+                                 max_pixels=self.limits.max_pixels, max_bytes=self.limits.max_bytes, estimates=bool(estimates),
+                                 refine=bool(refine))
         options: dict[str, Any] = {"threads": threads}
         if resolved.backend == "onnxruntime":
             options["providers"] = tuple(providers)
         self.backend: Backend = get_backend_class(resolved.backend)(self.manifest, **options).activate()
         self.backend_name = resolved.backend
+        self.refiner: Refiner | None = None
+        if refine and self.manifest.refine is not None:
+            stage = get_backend_class(resolved.backend)(self.manifest.refine, **options)
+            try:
+                self.refiner = Refiner(self.manifest.refine, stage.activate())
+            except BaseException:
+                self.backend.deactivate()
+                raise
         self.precision = precision
         self.codec = UDPHeatmapCodec.from_manifest(self.manifest.codec)
         self.chain_prior = prior_for_manifest(self.manifest)  # None: every landmark decoded alone
@@ -267,6 +285,11 @@ class Measurer:
         t3 = time.perf_counter()
         pts, conf, visible = self.decode(heatmaps, tf)
         timings["decode_ms"] = _ms(t3)
+        if self.refiner is not None:
+            r = self.refiner.refine(img.display, pts, visible)
+            pts = r.landmarks_px
+            timings["refine_ms"] = r.crop_ms + r.inference_ms + r.decode_ms
+            timings["refine_inference_ms"] = r.inference_ms
         t4 = time.perf_counter()
         sp = img.pixel_spacing_mm
         params, visible, problem = parameters_from_px(pts, visible, sp)
@@ -292,6 +315,8 @@ class Measurer:
 
     def close(self) -> None:
         self.backend.deactivate()
+        if self.refiner is not None:
+            self.refiner.backend.deactivate()
 
     def __enter__(self) -> "Measurer":
         return self

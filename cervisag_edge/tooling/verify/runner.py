@@ -76,7 +76,12 @@ def _run_one(
         "backend": getattr(first, "backend", spec.backend),
         "precision": getattr(first, "precision", spec.precision),
         "requested": spec.model,
+        "stages": 2 if first is not None and "refine_ms" in first.timings_ms else 1,
     }
+    refine_ms = [r.measurement.timings_ms["refine_ms"] for r in records
+                 if r.measurement is not None and "refine_ms" in r.measurement.timings_ms]
+    if refine_ms:
+        metrics["model"]["refine_ms_median"] = float(sorted(refine_ms)[len(refine_ms) // 2])
     metrics["backend"] = metrics["model"]["backend"]
     metrics["precision"] = metrics["model"]["precision"]
     checks = evaluate(thresholds, metrics)
