@@ -7,7 +7,6 @@ Shapes: corners are (…, 4, 2) in (AS, PS, PI, AI) order, (x, y); V = 7 vertebr
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,12 +231,9 @@ def load_chain_prior(path: str | os.PathLike[str] | None = None) -> ChainPrior:
 
         path = engines_dir() / PRIOR_FILE
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read chain prior: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: chain prior must be a JSON object")
+    from ..engine.manifest import read_json_object
+
+    doc = read_json_object(p, "chain prior")
     return ChainPrior.from_dict(doc, str(p))
 
 

@@ -31,7 +31,7 @@ from .chain import decode_chain
 from .chain_prior import prior_for_manifest
 from ..engine.codec import UDPHeatmapCodec
 from ..engine.resolver import resolve
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..io import LoadedImage, ReadLimits, display_from_array, read_image
 from .landmarks import LANDMARK_NAMES
 from ..engine.manifest import ModelManifest, load_manifest, site_model_warning

@@ -33,7 +33,6 @@ M hidden landmarks (2M, 2M) in (x₀, y₀, x₁, y₁, …) order.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,12 +239,9 @@ def load_shape_model(path: str | os.PathLike[str], sha256: str | None = None) ->
     if sha256 and found != sha256:
         raise ValueError(f"{p}: sha256 {found[:16]}… does not match manifest field extra.uncertainty.shape_model.sha256 "
                          f"{str(sha256)[:16]}… (tampered or mismatched file)")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read shape model: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: shape model must be a JSON object")
+    from ..engine.manifest import read_json_object
+
+    doc = read_json_object(p, "shape model")
     return ShapeModel.from_dict(doc, str(p), found)
 
 

@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 from typing import BinaryIO, Callable, TypeVar
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
