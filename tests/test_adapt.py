@@ -114,6 +114,7 @@ def test_gate_refuses_a_corrupted_candidate_and_accepts_an_identical_one(tmp_pat
     from onnx import numpy_helper
 
     from cervisag_edge.tooling.adapt.gate import run_gate
+    from cervisag_edge.tooling.adapt.model import data_files
     from cervisag_edge.tooling.phantom.dataset import generate_dataset
     from cervisag_edge.tooling.verify import load_dataset, load_thresholds
 
@@ -125,7 +126,7 @@ def test_gate_refuses_a_corrupted_candidate_and_accepts_an_identical_one(tmp_pat
     def candidate(folder: Path, corrupt: bool) -> Path:
         folder.mkdir()
         base = load_manifest(shipped)
-        for f in (base.file, "chain_prior.json"):
+        for f in (base.file, *data_files(base)):
             shutil.copy2(engines_dir() / f, folder / f)
         model = folder / base.file
         if corrupt:

@@ -69,8 +69,11 @@ def test_measurer_refuses_a_manifest_with_a_bad_rule(tmp_path):
     from cervisag_edge import Measurer
     from cervisag_edge.errors import ModelError
 
+    from cervisag_edge.engine.manifest import load_manifest
+    from cervisag_edge.tooling.adapt.model import data_files
+
     src = Path(__file__).resolve().parents[1] / "engines"
-    for f in ("cervisag_unet.onnx", "chain_prior.json"):
+    for f in ("cervisag_unet.onnx", *data_files(load_manifest(src / "cervisag_unet.json"))):
         shutil.copy(src / f, tmp_path / f)
     doc = json.loads((src / "cervisag_unet.json").read_text())
     doc["codec"]["edge_confidence_threshold"] = 3

@@ -86,17 +86,42 @@ def write_candidate(model: Any, cfg: TrainConfig, base: BaseModel, out_dir: Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     codec = dict(base.manifest.codec)
-    levels = codec.get("levels")
-    if isinstance(levels, Mapping) and levels.get("prior"):
-        src = Path(base.manifest.path) / str(levels["prior"])
-        if src.is_file() and src.resolve() != (out_dir / src.name).resolve():
-            shutil.copy2(src, out_dir / src.name)
+    copy_data_files(base.manifest, out_dir)
     export_cfg = replace(cfg, mean=cfg.mean if mean is None else float(mean), std=cfg.std if std is None else float(std))
     extra = {**inherited_extra(base.manifest), "site": dict(site),
              "verification": {"passed": False, "reason": "not verified yet"}}
-    _, path = write_model(model, export_cfg, out_dir, stem, codec=codec, training=training, extra=extra,
-                          base_model=base.manifest.file)
+    manifest, path = write_model(model, export_cfg, out_dir, stem, codec=codec, training=training, extra=extra,
+                                 base_model=base.manifest.file)
+    if base.manifest.refine is not None:  # the second stage is shared, not retrained (docs/refinement.md)
+        replace(manifest, refine=base.manifest.refine).write(path)
+        load_manifest(path)  # its files must be beside the new manifest
     return path
+
+
+def data_files(manifest: ModelManifest) -> list[str]:
+    """The files besides the first-stage ONNX that ``manifest`` names and that must sit beside it:
+    the level prior, the shape model, the second stage's ONNX and weights."""
+    names: list[str] = []
+    levels = manifest.codec.get("levels")
+    if isinstance(levels, Mapping) and levels.get("prior"):
+        names.append(str(levels["prior"]))
+    shape = (manifest.extra.get("uncertainty") or {}).get("shape_model")
+    if isinstance(shape, Mapping) and shape.get("file"):
+        names.append(str(shape["file"]))
+    if manifest.refine is not None:
+        names.append(manifest.refine.file)
+        weights = (manifest.refine.extra.get("torch_weights") or {}).get("file")
+        if weights:
+            names.append(str(weights))
+    return names
+
+
+def copy_data_files(manifest: ModelManifest, out_dir: Path) -> None:
+    """Copy :func:`data_files` of ``manifest`` into ``out_dir`` (a site model's folder)."""
+    for name in data_files(manifest):
+        src = Path(manifest.path) / name
+        if src.is_file() and src.resolve() != (out_dir / src.name).resolve():
+            shutil.copy2(src, out_dir / src.name)
 
 
 def record_verification(manifest_path: Path, verification: Mapping[str, Any]) -> ModelManifest:
