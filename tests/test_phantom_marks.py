@@ -92,3 +92,27 @@ def test_apply_marks_respects_its_probabilities():
     assert apply_marks(img, _spine(), np.random.default_rng(0), off) is img
     on = AugmentConfig(synchondrosis_p=1.0, marks_p=1.0)
     assert not np.array_equal(apply_marks(img, _spine(), np.random.default_rng(0), on), img)
+
+
+def test_mark_phantoms_tool_writes_a_traced_copy(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from cervisag_edge.io import read_image
+    from cervisag_edge.tooling.phantom.dataset import generate_dataset
+
+    src = tmp_path / "src"
+    generate_dataset(src, 2, 4242, fmt="png", out_long_side=320, progress=False)
+    spec = importlib.util.spec_from_file_location("mark_phantoms", Path(__file__).resolve().parents[1] / "tools" / "mark_phantoms.py")
+    tool = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(tool)  # type: ignore[union-attr]
+    assert tool.main([str(src), str(tmp_path / "dst"), "--count", "2", "--seed", "1"]) == 0
+    doc = json.loads((tmp_path / "dst" / "annotations.json").read_text())
+    assert len(doc["images"]) == 2 and len(doc["annotations"]) == 2
+    im = doc["images"][0]
+    before = read_image(src / json.loads((src / "annotations.json").read_text())["images"][0]["file_name"]).display
+    after = read_image(tmp_path / "dst" / im["file_name"]).display
+    assert after.shape == before.shape
+    assert np.abs(after - before).max() > 0.02  # something was drawn
+    assert im["pixel_spacing_mm"] and im["landmarks_px"]
