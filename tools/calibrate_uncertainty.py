@@ -8,7 +8,7 @@ test set)::
 
 Steps (``docs/uncertainty.md``):
 
-1. Run the model on every image (read → preprocess → infer → decode, as the Measurer does) and keep
+1. Run the model on every image (read → preprocess → infer → decode → refine, as the Measurer does) and keep
    per landmark its position, confidence, visibility and raw heatmap spread (cached with ``--cache``).
 2. Landmark level: maximise the 2-D Gaussian likelihood of the visible landmarks' errors (within
    5 mm; larger ones are level confusions, left to step 4) over ``scale``, ``floor_mm`` and
@@ -67,6 +67,8 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             x, tf = m.preprocess(img.display)
             hm = m.backend.infer(x)[0]
             pts, conf, vis = m.decode(hm, tf)
+            if m.refiner is not None:  # the second stage moves visible corners, as in Measurer._finish
+                pts = m.refiner.refine(img.display, pts, vis).landmarks_px
             vis = vis & ~coincident(pts, vis)
             sp = img.pixel_spacing_mm or it.pixel_spacing_mm
             im = full[it.image_id]
