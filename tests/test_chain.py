@@ -233,10 +233,10 @@ def test_bad_shape_is_rejected(prior: ChainPrior) -> None:
 
 def test_shipped_model_output_is_unchanged_where_all_visible(prior: ChainPrior, phantoms) -> None:
     """On the shipped ONNX model's heatmaps of phantoms with every landmark in frame, the chain finds
-    every shown level and picks the plain decode's peaks: the mean visible (v = 2) landmark error
-    against the truth is the plain decode's within 0.05 input px, and no landmark moves by more
-    than one heatmap px. (With model v2 one T1 corner of one phantom moves 0.6 heatmap px, to a
-    neighbouring peak of its own map: the chain's DARK window there is not the plain decode's.)"""
+    every shown level; the mean visible (v = 2) landmark error against the truth is at most the
+    plain decode's + 0.05 input px, and a landmark the chain moves by a heatmap px or more must end
+    closer to the truth. (With model v3 the plain argmax of C7_AI and T1_AS of one phantom sits on
+    the wrong body, 40 input px off; the chain picks the right peak, 1.8 px off.)"""
     pytest.importorskip("onnxruntime")
     from cervisag_edge import Measurer
 
@@ -251,9 +251,12 @@ def test_shipped_model_output_is_unchanged_where_all_visible(prior: ChainPrior, 
             assert len(shown) >= 5 and set(shown) <= set(res.levels_found)
             vis = ph.visibility == 2
             chain_in = codec.heatmap_to_input(res.landmarks_hm)
-            moved_hm = np.abs(chain_in - ref_in)[vis].max() * codec.scale_xy.max()
-            assert moved_hm < 1.0, f"phantom {ph.index}: a landmark moved {moved_hm:.3f} hm px"
             truth = truth_input_px(ph)
+            moved_hm = np.abs(chain_in - ref_in).max(axis=1) * codec.scale_xy.max()
+            for k in np.nonzero(vis & (moved_hm >= 1.0))[0]:  # where the chain overrules the plain peak,
+                e_plain = np.hypot(*(ref_in[k] - truth[k]))      # it must be to a better one
+                e_chain = np.hypot(*(chain_in[k] - truth[k]))
+                assert e_chain < e_plain, f"phantom {ph.index}: landmark {k} moved {moved_hm[k]:.1f} hm px, error {e_plain:.1f} -> {e_chain:.1f} px"
             err_plain = np.hypot(*(ref_in[vis] - truth[vis]).T).mean()
             err_chain = np.hypot(*(chain_in[vis] - truth[vis]).T).mean()
             assert err_chain <= err_plain + 0.05, f"phantom {ph.index}: chain {err_chain:.3f} px vs plain {err_plain:.3f} px"
@@ -308,10 +311,12 @@ def _model_with_levels(tmp_path, levels):
 
     from cervisag_edge.engine.manifest import engines_dir
 
+    from cervisag_edge.engine.manifest import load_manifest
+    from cervisag_edge.tooling.adapt.model import data_files
+
     src = engines_dir()
-    shutil.copy(src / "cervisag_unet.onnx", tmp_path / "cervisag_unet.onnx")
-    shutil.copy(src / "chain_prior.json", tmp_path / "chain_prior.json")
-    shutil.copy(src / "shape_model.json", tmp_path / "shape_model.json")  # named by extra.uncertainty
+    for f in ("cervisag_unet.onnx", *data_files(load_manifest(src / "cervisag_unet.json"))):
+        shutil.copy(src / f, tmp_path / f)  # what the manifest names: prior, shape model, second stage
     doc = json.loads((src / "cervisag_unet.json").read_text())
     doc["codec"]["levels"] = levels
     (tmp_path / "cervisag_unet.json").write_text(json.dumps(doc))

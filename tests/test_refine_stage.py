@@ -34,9 +34,9 @@ def two_stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("two_stage")
     src = engines_dir()
     raw = json.loads((src / f"{STEM}.json").read_text())
-    files = [f"{STEM}.onnx", f"{STEM}.torch.npz", "chain_prior.json"]
-    if "refine" in raw:
-        files += [raw["refine"]["file"], raw["refine"]["extra"]["torch_weights"]["file"]]
+    from cervisag_edge.tooling.adapt.model import data_files
+
+    files = [f"{STEM}.onnx", f"{STEM}.torch.npz", *data_files(load_manifest(src / f"{STEM}.json"))]
     for f in files:
         shutil.copy(src / f, d / f)
     (d / f"{STEM}.json").write_text(json.dumps(raw))
@@ -79,7 +79,7 @@ def test_one_stage_manifest_is_unchanged(tmp_path: Path) -> None:
 
     raw = json.loads((engines_dir() / f"{STEM}.json").read_text())
     raw.pop("refine", None)
-    for f in (f"{STEM}.onnx", "chain_prior.json"):
+    for f in (f"{STEM}.onnx", "chain_prior.json", "shape_model.json"):
         (tmp_path / f).symlink_to(engines_dir() / f)
     (tmp_path / f"{STEM}.json").write_text(json.dumps(raw))
     m = load_manifest(tmp_path / f"{STEM}.json")
