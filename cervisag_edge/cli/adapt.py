@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="norm,bn,pseudo", help="unlabelled methods tried (comma list of norm, bn, pseudo)")
     p.add_argument("--unlabelled-limit", type=int, help="use at most this many unlabelled studies")
     p.add_argument("--long-side", type=int, help="training resolution, long side px (default: the base model's)")
-    p.add_argument("--resume", action="store_true", help="resume interrupted fine-tuning from MODEL_DIR/work")
+    p.add_argument("--resume", action="store_true", help="resume interrupted fine-tuning from MODEL_DIR/runs")
 
 
 def run(args: argparse.Namespace) -> int:

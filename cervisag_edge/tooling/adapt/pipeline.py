@@ -165,7 +165,7 @@ def adapt(o: AdaptOptions) -> AdaptResult:
     if o.data is None and o.unlabelled is None:
         raise InputError("cervisag adapt needs --data DIR (labelled COCO) and/or --unlabelled DIR")
     out = Path(o.out)
-    work = out / "work"
+    work = out / "runs"
     work.mkdir(parents=True, exist_ok=True)
     base = load_base(o.model)
     thresholds = load_thresholds(o.thresholds)
