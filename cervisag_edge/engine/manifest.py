@@ -17,16 +17,16 @@ from ..core.landmarks import LANDMARK_NAMES, SCHEMA_VERSION
 MANIFEST_SCHEMA_VERSION = "1"
 
 
-def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
-    """The JSON object in a model data file (chain prior, shape model); ValueError naming the
+def read_json_object(path: str | Path, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The JSON object in a file (chain prior, shape model, COCO annotations); ``error`` naming the
     file and ``what`` it should hold when it cannot be read or is not an object."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read {what}: {exc}") from None
+        raise error(f"{p}: cannot read {what}: {exc}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{p}: {what} must be a JSON object")
+        raise error(f"{p}: {what} must be a JSON object")
     return doc
 
 

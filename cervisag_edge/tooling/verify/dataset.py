@@ -7,7 +7,6 @@ Shapes: ``keypoints_px`` is (34, 2) (x, y) with NaN for visibility 0; ``visibili
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,12 +163,9 @@ def load_dataset(folder: str | Path, annotations: str | Path | None = None) -> V
         raise InputError(f"{root}: dataset folder not found")
     if not ann_path.is_file():
         raise InputError(f"{ann_path}: annotation file not found (a COCO keypoints {ANNOTATIONS_FILE} is expected)")
-    try:
-        doc = json.loads(ann_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{ann_path}: cannot read COCO annotations: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{ann_path}: COCO annotations must be a JSON object")
+    from ...engine.manifest import read_json_object
+
+    doc = read_json_object(ann_path, "COCO annotations", error=InputError)
     origin = str(ann_path)
     category = _pick_category(doc.get("categories"), origin)
     order = keypoint_order(category.get("keypoints"), f"{origin}: category {category.get('name')!r}")
