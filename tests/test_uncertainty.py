@@ -290,3 +290,24 @@ def test_measured_parameters_are_not_flagged_estimated() -> None:
                                _measured(truth, vis), UncertaintyCalibration())
     assert not any(v["estimated"] for v in res.intervals.to_dict().values())
     assert len(res.intervals.to_dict()) == 6
+
+
+def test_refined_corners_take_their_own_scale():
+    """Corners the second stage moved use ``refined_scale``; the others keep ``scale``; None: one scale."""
+    from cervisag_edge.core.landmarks import NUM_LANDMARKS
+    from cervisag_edge.core.uncertainty import UncertaintyCalibration, landmark_covariance
+
+    spread = np.tile(np.eye(2), (NUM_LANDMARKS, 1, 1))
+    conf = np.ones(NUM_LANDMARKS)
+    refined = np.zeros(NUM_LANDMARKS, bool)
+    refined[6:10] = True
+    cal = UncertaintyCalibration(scale=0.4, floor_mm=0.0, refined_scale=0.1)
+    cov = landmark_covariance(spread, conf, cal, refined=refined)
+    np.testing.assert_allclose(cov[6:10, 0, 0], 0.01)
+    np.testing.assert_allclose(cov[:6, 0, 0], 0.16)
+    one = landmark_covariance(spread, conf, UncertaintyCalibration(scale=0.4, floor_mm=0.0), refined=refined)
+    np.testing.assert_allclose(one[:, 0, 0], 0.16)
+    back = UncertaintyCalibration.from_manifest({"uncertainty": cal.to_manifest()})
+    assert back.refined_scale == 0.1
+    with pytest.raises(ValueError, match="refined_scale"):
+        UncertaintyCalibration(refined_scale=float("nan"))

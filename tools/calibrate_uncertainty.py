@@ -54,7 +54,7 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
 
     m = Measurer(model=manifest, threads=None)
     rows: dict[str, list[Any]] = {k: [] for k in ("pts", "conf", "vis", "inside", "spread", "spacing", "truth", "labelled",
-                                                   "ref", "size")}
+                                                   "ref", "size", "refined")}
     from cervisag_edge.core.parameters import PARAMETER_NAMES
 
     for folder in data_dirs:
@@ -67,8 +67,10 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             x, tf = m.preprocess(img.display)
             hm = m.backend.infer(x)[0]
             pts, conf, vis = m.decode(hm, tf)
+            refined = np.zeros(len(pts), dtype=bool)
             if m.refiner is not None:  # the second stage moves visible corners, as in Measurer._finish
-                pts = m.refiner.refine(img.display, pts, vis).landmarks_px
+                r = m.refiner.refine(img.display, pts, vis)
+                pts, refined = r.landmarks_px, r.refined
             vis = vis & ~coincident(pts, vis)
             sp = img.pixel_spacing_mm or it.pixel_spacing_mm
             im = full[it.image_id]
@@ -82,6 +84,7 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             rows["labelled"].append(it.visibility)
             rows["ref"].append([np.nan if im["parameters"].get(k) is None else im["parameters"][k] for k in PARAMETER_NAMES])
             rows["size"].append(img.size_px)
+            rows["refined"].append(refined)
             if (n + 1) % 20 == 0:
                 logger.info("%s: %d/%d", folder, n + 1, len(items))
     return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
@@ -102,6 +105,9 @@ def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
     e = ((data["pts"] - data["truth"]) * mm).reshape(-1, 2)
     vis = data["vis"].reshape(-1).astype(bool)
     ok = vis & np.all(np.isfinite(e), axis=1) & (np.hypot(e[:, 0], e[:, 1]) < MAX_FIT_ERROR_MM)
+    refined = _refined(data).reshape(-1)
+    e_r, spread_r, conf_r = e[ok & refined], data["spread"].reshape(-1, 2, 2)[ok & refined], data["conf"].reshape(-1)[ok & refined]
+    ok &= ~refined  # the first stage's own landmarks; refined corners get their scale below
     e, spread, conf = e[ok], data["spread"].reshape(-1, 2, 2)[ok], data["conf"].reshape(-1)[ok]
     best = (np.inf, 1.0, 0.3, 0.0)
     for p in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
@@ -116,8 +122,19 @@ def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
     # the same NLL with a constant isotropic SD, for comparison
     iso = min(_nll(e, np.zeros_like(spread), conf, 0.0, g, 0.0) for g in np.linspace(0.05, 2.0, 80))
     logger.info("landmarks: %d errors, NLL %.3f (constant SD: %.3f)", len(e), best[0], iso)
-    return {"scale": float(s), "floor_mm": float(f), "confidence_power": float(p), "nll": float(best[0]),
-            "nll_constant_sd": float(iso), "n_landmarks": int(len(e))}
+    out = {"scale": float(s), "floor_mm": float(f), "confidence_power": float(p), "nll": float(best[0]),
+           "nll_constant_sd": float(iso), "n_landmarks": int(len(e)), "refined_scale": None, "n_refined": int(len(e_r))}
+    if len(e_r) >= 30:  # the second stage's corners: their own scale, same floor and power
+        nll_r, s_r = min((_nll(e_r, spread_r, conf_r, sr, f, p), sr) for sr in np.geomspace(0.005, 3.0, 80))
+        out.update(refined_scale=float(s_r), nll_refined=float(nll_r))
+        logger.info("refined corners: %d errors, scale %.4f (first stage %.4f)", len(e_r), s_r, s)
+    return out
+
+
+def _refined(data: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, K) bool: corners the second stage moved (all False in a cache made without one)."""
+    r = data.get("refined")
+    return np.zeros(data["conf"].shape, dtype=bool) if r is None else np.asarray(r, dtype=bool)
 
 
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
@@ -133,7 +150,7 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
         try:
             measured, _, _ = parameters_from_px(data["pts"][i], vis, sp)
             res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
-                                       data["spread"][i], sp, measured, cal, estimates=estimates)
+                                       data["spread"][i], sp, measured, cal, estimates=estimates, refined=_refined(data)[i])
         except ValueError:
             res = None
         out.append(res)
@@ -148,7 +165,7 @@ def _estimates(data: dict[str, np.ndarray], cal: Any):
     for i in range(len(data["pts"])):
         sp = data["spacing"][i]
         mm = np.array([sp[1], sp[0]])
-        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal)
+        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal, refined=_refined(data)[i])
         unit = float(np.sqrt(sp[0] * sp[1]))
         est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), data["inside"][i].astype(bool),
                                  cov / (mm[:, None] * mm[None, :])[None], cal, px_per_mm=1.0 / unit)
@@ -322,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
     cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],
-                                 confidence_floor=threshold, shape_model=shape)
+                                 refined_scale=lm["refined_scale"], confidence_floor=threshold, shape_model=shape)
     est = fit_estimates(data, cal)
     cal = dataclasses.replace(cal, **{k: est[k] for k in ("estimated_scale", "extrapolated_sd_mm", "shape_cov_scale") if k in est})
     scale, scale_est, pstats = fit_parameters(data, cal)

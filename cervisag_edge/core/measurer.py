@@ -285,9 +285,10 @@ class Measurer:
         t3 = time.perf_counter()
         pts, conf, visible = self.decode(heatmaps, tf)
         timings["decode_ms"] = _ms(t3)
+        refined = None
         if self.refiner is not None:
             r = self.refiner.refine(img.display, pts, visible)
-            pts = r.landmarks_px
+            pts, refined = r.landmarks_px, r.refined
             timings["refine_ms"] = r.crop_ms + r.inference_ms + r.decode_ms
             timings["refine_inference_ms"] = r.inference_ms
         t4 = time.perf_counter()
@@ -311,7 +312,7 @@ class Measurer:
             image_size_px=img.size_px, model_id=self.manifest.model_id, model_sha256=self.manifest.sha256,
             backend=self.backend_name, precision=self.precision, timings_ms=dict(timings), warnings=tuple(warnings),
             study=img,
-        ), heatmaps, tf, self.codec, model_view, self.uncertainty, estimates=self.estimates)
+        ), heatmaps, tf, self.codec, model_view, self.uncertainty, estimates=self.estimates, refined=refined)
 
     def close(self) -> None:
         self.backend.deactivate()

@@ -70,6 +70,9 @@ class UncertaintyCalibration:
     extrapolated_sd_mm: float = 2.0
     estimate_min_confidence: float = 0.15
     shape_cov_scale: float = 1.0
+    #: ``scale`` for corners the second stage refined (None: ``scale``); their errors are smaller
+    #: than the first-stage heatmap spread says
+    refined_scale: float | None = None
     parameter_scale: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     parameter_scale_estimated: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     method: str = "mc"
@@ -86,6 +89,8 @@ class UncertaintyCalibration:
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"uncertainty calibration: {name} {v!r} invalid, expected a finite number >= 0")
+        if self.refined_scale is not None and not (np.isfinite(self.refined_scale) and self.refined_scale >= 0):
+            raise ValueError(f"uncertainty calibration: refined_scale {self.refined_scale!r} invalid, expected a finite number >= 0")
         if self.method not in ("mc", "linear"):
             raise ValueError(f"uncertainty calibration: method {self.method!r} invalid, expected 'mc' or 'linear'")
         if self.n_samples < 16:
@@ -114,8 +119,8 @@ class UncertaintyCalibration:
         known = {f.name for f in dataclasses.fields(cls)} - {"calibrated", "source", "shape_model"}
         kwargs = {k: v for k, v in raw.items() if k in known}
         for k in ("scale", "floor_mm", "confidence_power", "confidence_floor", "estimated_scale", "extrapolated_sd_mm",
-                  "estimate_min_confidence", "shape_cov_scale"):
-            if k in kwargs:
+                  "estimate_min_confidence", "shape_cov_scale", "refined_scale"):
+            if kwargs.get(k) is not None:
                 kwargs[k] = float(kwargs[k])
         for k in ("n_samples", "seed"):
             if k in kwargs:
@@ -182,12 +187,16 @@ def spread_mm2(heatmaps: np.ndarray, codec: "UDPHeatmapCodec", tf: "LetterboxTra
 
 
 def landmark_covariance(spread: np.ndarray, confidence: np.ndarray, cal: UncertaintyCalibration,
-                        unit_mm: float = 1.0) -> np.ndarray:
+                        unit_mm: float = 1.0, refined: np.ndarray | None = None) -> np.ndarray:
     """(K, 2, 2) calibrated covariance of measured landmarks from the raw spread (K, 2, 2) and
     confidence (K,). ``unit_mm`` is the size of one unit of ``spread`` in mm (1 for mm; the
-    pixel size when working in px), so that the floor stays in mm."""
+    pixel size when working in px), so that the floor stays in mm. ``refined`` (K,) bool marks
+    corners the second stage moved: they take ``cal.refined_scale`` when it is set."""
     conf = np.maximum(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), max(cal.confidence_floor, _MIN_CONF))
-    factor = cal.scale**2 / conf**cal.confidence_power
+    scale = np.full(conf.shape, cal.scale)
+    if refined is not None and cal.refined_scale is not None:
+        scale = np.where(np.asarray(refined, dtype=bool), cal.refined_scale, scale)
+    factor = scale**2 / conf**cal.confidence_power
     return spread * factor[:, None, None] + (cal.floor_mm / unit_mm) ** 2 * np.eye(2)[None]
 
 
@@ -252,11 +261,13 @@ class UncertainResult:
 
 def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np.ndarray, inside: np.ndarray,
                          spread: np.ndarray, spacing_mm: tuple[float, float] | None, measured: "SagittalParameters",
-                         cal: UncertaintyCalibration, *, estimates: bool = True, source: str = "<image>") -> UncertainResult:
+                         cal: UncertaintyCalibration, *, estimates: bool = True, source: str = "<image>",
+                         refined: np.ndarray | None = None) -> UncertainResult:
     """Covariances, estimated landmarks and parameter intervals of one image.
 
     ``pts_px`` (K, 2) decoded positions; ``confidence``/``visible``/``inside`` (K,); ``spread``
-    (K, 2, 2) from :func:`spread_mm2`; ``measured`` the parameters of the visible landmarks alone.
+    (K, 2, 2) from :func:`spread_mm2`; ``measured`` the parameters of the visible landmarks alone;
+    ``refined`` (K,) the corners the second stage moved (None: none).
     """
     from .estimation import estimate_landmarks
     from .parameters import compute_parameters
@@ -264,7 +275,7 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     sp = spacing_mm
     px_mm = np.array([sp[1], sp[0]]) if sp else np.ones(2)
     px_size_mm = float(np.sqrt(sp[0] * sp[1])) if sp else NOMINAL_SPACING_MM
-    cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm)
+    cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm, refined=refined)
     params = measured
     est_mask = np.zeros(NUM_LANDMARKS, dtype=bool)
     joint: tuple[np.ndarray, np.ndarray] | None = None
@@ -294,13 +305,14 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
 
 def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "LetterboxTransform",
              codec: "UDPHeatmapCodec", display: np.ndarray | None, calibration: UncertaintyCalibration,
-             *, estimates: bool = True) -> "Measurement":
+             *, estimates: bool = True, refined: np.ndarray | None = None) -> "Measurement":
     """``measurement`` with landmark SDs, estimated landmarks, parameter intervals and quality
     flags added (a new frozen object; the input is unchanged).
 
     ``heatmaps`` (K, h, w) are the ones ``measurement`` was decoded from; ``display`` (H, W) is the
     image the model saw (for the quality flags; None skips the image statistics). With
-    ``estimates=False`` no landmark is estimated and parameters stay None as before.
+    ``estimates=False`` no landmark is estimated and parameters stay None as before. ``refined``
+    (K,) bool: the corners the second stage moved (their own landmark scale).
     """
     from . import quality
 
@@ -312,7 +324,8 @@ def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "Lette
     visible = np.array([lm.visible for lm in lms], dtype=bool)
     inside = transform.inside_original(pts_px)
     res = uncertain_parameters(pts_px, conf, visible, inside, spread_mm2(heatmaps, codec, transform, sp), sp,
-                               measurement.parameters, calibration, estimates=estimates, source=measurement.source)
+                               measurement.parameters, calibration, estimates=estimates, source=measurement.source,
+                               refined=refined)
     params, intervals, est_mask, pts_used = res.parameters, res.intervals, res.estimated, res.points_px
     flags = quality.assess(pts_px, conf, visible, inside, est_mask, params, sp, measurement.image_size_px, display,
                            estimated_px=pts_used)
