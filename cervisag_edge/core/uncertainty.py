@@ -11,6 +11,7 @@ Landmark model (all numbers from the model manifest's ``extra["uncertainty"]``, 
     C_k   = second central moments of the peak region of heatmap k (values above half the
             peak, within ``PATCH_RADIUS_HM`` px), mapped to mm through the UDP and letterbox maps
     Σ_k   = scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I   (measured)
+            (``refined_scale`` instead of ``scale`` for a corner the second stage moved)
     Σ_k   = estimated_scale² · Σ_k                                  (estimated from a weak peak)
     Σ_k   = (extrapolated_sd_mm · steps)² · I + Σ_k of the level it was extrapolated from
     Σ_H   = shape_cov_scale² · conditional covariance of the shape model + mean Σ of the visible
