@@ -35,14 +35,20 @@ def test_propagate_linear(benchmark) -> None:
     assert np.all(sd > 0)
 
 
-@pytest.mark.benchmark(group="uncertainty")
-def test_uncertain_parameters_with_hidden_c7(benchmark) -> None:
+def _hidden_c7() -> tuple:
+    """(points mm, confidence, visible, spread, measured parameters) of a spine with C7 and T1 hidden."""
     pts = spine_mm()
     vis = np.ones(NUM_LANDMARKS, bool)
     vis[list(vertebra_corner_indices("C7")) + list(vertebra_corner_indices("T1"))] = False
     conf = np.where(vis, 0.95, 0.3)
     measured = compute_parameters(np.where(vis[:, None], pts, np.nan))
     spread = np.tile(np.eye(2) * 0.05, (NUM_LANDMARKS, 1, 1))
+    return pts, conf, vis, spread, measured
+
+
+@pytest.mark.benchmark(group="uncertainty")
+def test_uncertain_parameters_with_hidden_c7(benchmark) -> None:
+    pts, conf, vis, spread, measured = _hidden_c7()
     cal = UncertaintyCalibration()
     res = benchmark(uncertain_parameters, pts, conf, vis, vis | True, spread, (1.0, 1.0), measured, cal)
     assert res.intervals.estimated["cobb_c2_c7_deg"]
@@ -54,12 +60,7 @@ def test_uncertain_parameters_with_hidden_c7_shape_model(benchmark) -> None:
     docs/uncertainty.md): the conditional estimate and the joint draws of the hidden corners."""
     from cervisag_edge.engine.manifest import engines_dir, load_manifest
 
-    pts = spine_mm()
-    vis = np.ones(NUM_LANDMARKS, bool)
-    vis[list(vertebra_corner_indices("C7")) + list(vertebra_corner_indices("T1"))] = False
-    conf = np.where(vis, 0.95, 0.3)
-    measured = compute_parameters(np.where(vis[:, None], pts, np.nan))
-    spread = np.tile(np.eye(2) * 0.05, (NUM_LANDMARKS, 1, 1))
+    pts, conf, vis, spread, measured = _hidden_c7()
     cal = UncertaintyCalibration.from_manifest(load_manifest(engines_dir() / "cervisag_unet.json"))
     if cal.shape_model is None:
         pytest.skip("the shipped manifest names no shape model")
