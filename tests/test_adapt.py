@@ -221,7 +221,7 @@ def test_curve_tool_subsets_point_back_at_the_pool_and_tabulate(tiny: Path, tmp_
     rows = [curve.row("base model (before)", 0, {"mre_mm": 1.5, "sdr_percent": {"2.0": 80.0}, "parameters": {}}, {"found_percent": 90.0}),
             curve.row("labelled fine-tuning", 3, {"mre_mm": 1.25, "sdr_percent": {"2.0": 85.0},
                                                  "parameters": {"ccl_deg": {"mae": 2.5}}}, {"found_percent": 91.0, "verified": True})]
-    table = curve.markdown(rows, 8)
+    table = curve.markdown(rows, 8, "full")
     assert "| labelled fine-tuning | 3 | 1.250 | 85.0 | 91.0 |" in table and "2.50" in table and "8 site phantoms" in table
 
 

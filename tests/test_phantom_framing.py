@@ -72,3 +72,29 @@ def test_cli_style_heldout(tmp_path, capsys) -> None:
     assert [im["style"] for im in doc["images"]] == ["heldout", "heldout"]
     assert main(["phantoms", str(tmp_path / "t"), "--count", "1", "--long-side", "96", "--format", "png", "--no-progress"]) == 0
     assert json.loads((tmp_path / "t" / "annotations.json").read_text())["images"][0]["style"] == "train"
+
+
+def test_full_field_of_view_frames_c2_to_t1() -> None:
+    """``fov="full"``: every film is a C-spine film whose bottom edge lies below T1's superior
+    endplate, so C2..C7 and T1's upper corners lie inside the image (a default draw cuts many)."""
+    c2_t1 = [landmark_index(f"{v}_{c}") for v in ("C2", "C3", "C4", "C5", "C6", "C7") for c in ("AS", "PS", "PI", "AI")]
+    t1_sup = [landmark_index("T1_AS"), landmark_index("T1_PS")]
+    for i in range(30):
+        p = render_phantom(78, i, out_long_side=96, fov="full")
+        h, w = p.stored.shape
+        y = p.landmarks_px[c2_t1 + t1_sup, 1]
+        assert p.framing == "cspine", (i, p.framing)
+        assert np.all(y <= h - 0.5), (i, y.max(), h)
+    cut = [render_phantom(78, i, out_long_side=96) for i in range(30)]
+    assert any(np.any(p.landmarks_px[c2_t1, 1] > p.stored.shape[0] - 0.5) for p in cut)
+    with pytest.raises(ValueError, match="field of view"):
+        render_phantom(78, 0, out_long_side=96, fov="wide")
+
+
+def test_cli_fov_full(tmp_path) -> None:
+    from cervisag_edge.cli.main import main
+
+    assert main(["phantoms", str(tmp_path), "--count", "3", "--long-side", "96", "--format", "png", "--fov", "full", "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "annotations.json").read_text())
+    kp = np.array([a["keypoints"] for a in doc["annotations"]], dtype=float).reshape(3, 34, 3)
+    assert np.all(kp[:, landmark_index("C7_PS"), 2] > 0)  # in the image (visible or behind the shoulders)

@@ -53,6 +53,23 @@ def test_nothing_found_is_not_a_lateral_cspine_and_blocks_parameters() -> None:
     assert not blocks_parameters([QualityFlag("low_confidence", "x")])
 
 
+def test_a_cephalogram_ending_at_c2_is_a_lateral_cspine() -> None:
+    """One whole level is too few, but C1, the dens and C2 peaking clearly show a lateral
+    cervical film (a cephalogram or neck crop that ends at C2/C3); weak peaks do not."""
+    from cervisag_edge.core.landmarks import landmark_index
+    from cervisag_edge.core.quality import LANDMARK_EVIDENCE, MIN_EVIDENT_LANDMARKS
+
+    shown = [landmark_index(n) for n in ("C1_ANT", "C1_POST", "DENS_TIP", "DENS_PS", "C2_AS", "C2_PS", "C2_PI", "C2_AI")]
+    vis = np.zeros(NUM_LANDMARKS, bool)
+    vis[shown] = True
+    assert "not_lateral_cspine" not in _flags(_px(), vis=vis)
+    weak = np.where(vis, LANDMARK_EVIDENCE - 0.05, 0.1)
+    assert "not_lateral_cspine" in _flags(_px(), vis=vis, conf=weak)
+    few = vis.copy()
+    few[shown[MIN_EVIDENT_LANDMARKS - 1:]] = False  # C2 gone too: three clear peaks
+    assert "not_lateral_cspine" in _flags(_px(), vis=few)
+
+
 def test_blank_image_is_not_a_lateral_cspine() -> None:
     f = _flags(_px(), display=np.full((250, 200), 0.5, np.float32))
     assert "nearly uniform" in f["not_lateral_cspine"]

@@ -6,6 +6,12 @@ Prints studies per minute (first C-STORE to last delivery) and, per study, the m
 (read + inference + geometry) against the DICOM-writing time (overlay, SC, GSPS, SR, fsync) and
 the sending time (C-STORE SCU to the destination), from the node's ``done/*.json`` records.
 Needs dcmtk (storescu, storescp) on the PATH or in /usr/bin. Loopback only.
+
+The stand-in PACS (dcmtk ``storescp``) runs with Nagle's algorithm disabled (environment
+``TCP_NODELAY=1``, see dcmtk's ``envvars.txt``), as PACS built for throughput do (Orthanc compiles
+dcmtk with ``DISABLE_NAGLE_ALGORITHM``). dcmtk 3.6.2 and later keep Nagle on by default; then every
+C-STORE response waits for our delayed ACK, about 40 ms per object on Linux. ``--pacs-nagle``
+measures that PACS instead.
 """
 from __future__ import annotations
 
@@ -54,6 +60,10 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--associations", type=int, default=4)
     ap.add_argument("--outputs", default="sr,gsps,sc")
+    ap.add_argument("--keep-association", type=float, default=None,
+                    help="the node's [timeouts] keep_association in s (default: the node's default, 5; 0: one per study)")
+    ap.add_argument("--pacs-nagle", action="store_true",
+                    help="run the stand-in PACS with dcmtk's default (Nagle's algorithm on: ~40 ms per C-STORE response)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from cervisag_edge.tooling.phantom import render_phantom, write_dicom
@@ -64,9 +74,16 @@ def main() -> int:
     pacs_port, node_port = _port(), _port()
     (work / "pacs").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pacs_env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    if not args.pacs_nagle:
+        pacs_env["TCP_NODELAY"] = "1"
     pacs = subprocess.Popen([_tool("storescp"), "-aet", "PACS", "-od", str(work / "pacs"), str(pacs_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    node = subprocess.Popen([sys.executable, "-m", "cervisag_edge.cli.main", "-q", "serve", "--spool", str(work / "spool"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pacs_env)
+    config = []
+    if args.keep_association is not None:
+        (work / "node.toml").write_text(f'spool = "{work / "spool"}"\n[timeouts]\nkeep_association = {args.keep_association}\n')
+        config = ["--config", str(work / "node.toml")]
+    node = subprocess.Popen([sys.executable, "-m", "cervisag_edge.cli.main", "-q", "serve", *config, "--spool", str(work / "spool"),
                              "--host", "127.0.0.1", "--port", str(node_port), "--workers", str(args.workers),
                              "--outputs", args.outputs, "--destination", f"PACS@127.0.0.1:{pacs_port}"], env=env)
     try:
@@ -95,7 +112,8 @@ def main() -> int:
     med = statistics.median
     overhead = [(wr + se) / me for me, wr, se in zip(measure, write, send)]
     print(f"studies {args.count} ({len(recs)} delivered) at {args.size}, workers {args.workers}, "
-          f"{args.associations} associations, outputs {args.outputs}, cpus {os.cpu_count()}")
+          f"{args.associations} associations, outputs {args.outputs}, cpus {os.cpu_count()}, "
+          f"PACS Nagle {'on' if args.pacs_nagle else 'off'}, keep_association {args.keep_association if args.keep_association is not None else 'default'}")
     print(f"all C-STOREs acknowledged after {t_sent:.1f} s; last result delivered after {wall:.1f} s")
     print(f"throughput {len(recs) / wall * 60:.1f} studies/min")
     print("| per study (ms) | median | mean |\n|---|---|---|")
@@ -103,6 +121,7 @@ def main() -> int:
                        ("sending (C-STORE SCU)", send)):
         print(f"| {name} | {med(vals):.0f} | {statistics.fmean(vals):.0f} |")
     print(f"| overhead / measure | {med(overhead) * 100:.0f} % | {statistics.fmean(overhead) * 100:.0f} % |")
+    print("sending per study (ms, sorted):", " ".join(f"{v:.0f}" for v in sorted(send)))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -17,6 +17,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..tooling.phantom.framing import FOVS
     from ..tooling.phantom.scene import VARIANTS
 
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="force one variant (default: all, drawn per index)")
     parser.add_argument("--style", choices=("train", "heldout"), default="train",
                         help="train (default) or heldout: anatomy and processing outside every training range")
+    parser.add_argument("--fov", choices=FOVS, default="any",
+                        help="field of view: any (default, drawn: C-spine, cephalogram or neck crops) or full "
+                             "(always the whole C-spine to T1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -39,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise InputError(f"{args.out_dir}: --count {args.count} invalid, expected >= 1")
     path = generate_dataset(args.out_dir, args.count, args.seed, size=args.size, fmt=args.fmt, variant=args.variant,
-                            progress=not args.no_progress, out_long_side=args.long_side, start=args.start, style=args.style)
+                            progress=not args.no_progress, out_long_side=args.long_side, start=args.start, style=args.style, fov=args.fov)
     print(path)
     return 0

@@ -3,8 +3,10 @@
 Flags (``docs/uncertainty.md`` gives the rules and the numbers measured on phantoms):
 
 - ``not_lateral_cspine``: fewer than :data:`MIN_LEVELS` vertebral levels (C2…T1 with at least
-  three corners peaking at :data:`LEVEL_EVIDENCE` or more inside the image), or a near-uniform image. Such an image gets no parameters
-  (:func:`blocks_parameters`).
+  three corners peaking at :data:`LEVEL_EVIDENCE` or more inside the image) and fewer than
+  :data:`MIN_EVIDENT_LANDMARKS` landmarks of any kind peaking at :data:`LANDMARK_EVIDENCE` (a
+  cephalogram that shows C1, the dens and C2 is a lateral cervical film), or a near-uniform
+  image. Such an image gets no parameters (:func:`blocks_parameters`).
 - ``partial_field_of_view``: the column of levels stops near an image edge (or its extrapolated
   continuation lies outside the image) before C7 at the bottom, or the skull/C1 landmarks are
   missing with the top of the spine near an edge.
@@ -36,6 +38,11 @@ MIN_LEVELS = 2
 #: Heatmap peak that counts as evidence of a corner for ``not_lateral_cspine`` (below the model's
 #: reporting threshold on purpose: a corner can be too uncertain to report yet clearly there).
 LEVEL_EVIDENCE = 0.3
+#: Landmarks (any of the 34) whose clear peak, inside the image, also shows a lateral cervical film
+#: when too few whole levels do: a cephalogram or neck crop ending at C2/C3. Non-spine films give no
+#: peak near it (pydicom-data's chest and extremity films: at most 0.44, docs/uncertainty.md).
+LANDMARK_EVIDENCE = 0.6
+MIN_EVIDENT_LANDMARKS = 4
 #: Display images with a standard deviation below this are blank.
 MIN_DISPLAY_STD = 0.02
 LOW_MEDIAN_CONFIDENCE = 0.75
@@ -135,10 +142,12 @@ def assess(pts_px: np.ndarray, confidence: np.ndarray, visible: np.ndarray, insi
     # threshold: a level counts when three corners peak at LEVEL_EVIDENCE or more inside the image
     evidence = np.asarray(inside, dtype=bool) & (conf >= LEVEL_EVIDENCE)
     n_levels = int((evidence[_LEVELS].sum(axis=1) >= 3).sum())
+    n_evident = int((np.asarray(inside, dtype=bool) & (conf >= LANDMARK_EVIDENCE)).sum())
     blank = display is not None and float(np.std(np.asarray(display)[::8, ::8])) < MIN_DISPLAY_STD  # every 8th px: 1/64 of the cost
-    if n_levels < MIN_LEVELS or blank:
+    if (n_levels < MIN_LEVELS and n_evident < MIN_EVIDENT_LANDMARKS) or blank:
         why = ("the image is nearly uniform" if blank else
-               f"only {n_levels} of {len(VERTEBRAE)} vertebral levels (C2–T1) found, {int(vis.sum())} of {len(vis)} landmarks visible")
+               f"only {n_levels} of {len(VERTEBRAE)} vertebral levels (C2–T1) and {n_evident} landmarks found, "
+               f"{int(vis.sum())} of {len(vis)} landmarks visible")
         flags.append(QualityFlag("not_lateral_cspine", f"does not look like a lateral cervical spine radiograph: {why}"))
     complete = corners_vis == 4
     vis_pts = np.where(vis[:, None], pts, np.nan)

@@ -18,6 +18,8 @@ Example::
     acse = 30
     dimse = 60
     network = 60                          # also the idle limit of an association
+    keep_association = 5                  # keep a result association open this long for the next
+                                          # study (0: a new association per delivery)
 
     [retry]
     initial_s = 2.0
@@ -100,6 +102,7 @@ class NodeConfig:
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 60.0
+    keep_association_s: float = 5.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     give_up_after_s: float = 86400.0
@@ -153,6 +156,16 @@ def _positive(value: Any, where: str) -> float:
     return v
 
 
+def _non_negative(value: Any, where: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {value!r} invalid, expected a number >= 0") from None
+    if not v >= 0:
+        raise InputError(f"{where}: {v} invalid, expected a number >= 0")
+    return v
+
+
 def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> NodeConfig:
     """A :class:`NodeConfig` from parsed TOML (keys as in the module docstring)."""
     known = {"ae_title", "host", "port", "spool", "allow", "destination", "outputs", "workers", "timeouts", "retry",
@@ -192,8 +205,12 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> NodeC
                            ("retry", {"initial_s": "retry_initial_s", "max_s": "retry_max_s", "give_up_after_s": "give_up_after_s"})):
         section = data.get(table, {})
         for key, value in section.items():
+            if table == "timeouts" and key == "keep_association":
+                kw["keep_association_s"] = _non_negative(value, f"{where}: [timeouts] keep_association")
+                continue
             if key not in mapping:
-                raise InputError(f"{where}: [{table}] {key} unknown, expected one of {', '.join(mapping)}")
+                expected = [*mapping, "keep_association"] if table == "timeouts" else list(mapping)
+                raise InputError(f"{where}: [{table}] {key} unknown, expected one of {', '.join(expected)}")
             kw[mapping[key]] = _positive(value, f"{where}: [{table}] {key}")
     limits = data.get("limits", {})
     if "max_instance_mib" in limits:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .health import STATUS_FILE
 from .logs import log_event
 from .scp import StoreHandlers, build_ae
-from .sender import DeliveryError, backoff_s, send_files
+from .sender import AssociationCache, DeliveryError, backoff_s, send_files
 from .spool import Spool
 from .worker import NotMeasured, process
 
@@ -73,6 +73,7 @@ class Node:
         self._threads: list[threading.Thread] = []
         self._server: Any = None
         self._dest = {d.label: d for d in config.destinations}
+        self._associations = AssociationCache(config)  # result associations kept for the next study
         self.started_at = time.time()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class Node:
             self._work.put(None)
         for t in self._threads:
             t.join(timeout=5)
+        self._associations.close_all()
         self.state = "stopped"
         self.write_status()
         log_event(logger, "stopped", **self.counters)
@@ -251,10 +253,12 @@ class Node:
     # -- sending --------------------------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
+            self._associations.close_idle()  # outside the lock: releasing is network I/O
             with self._cv:
-                while not self._stop.is_set() and (not self._deliveries or self._deliveries[0][0] > time.time()):
+                if not self._deliveries or self._deliveries[0][0] > time.time():
                     wait = self._deliveries[0][0] - time.time() if self._deliveries else 1.0
                     self._cv.wait(timeout=max(0.01, min(wait, 1.0)))
+                    continue
                 if self._stop.is_set():
                     return
                 _, _, key, label = heapq.heappop(self._deliveries)
@@ -280,13 +284,11 @@ class Node:
                 journal.setdefault("delivered", {}).setdefault(dest.label, []).append(os.path.basename(path)[:-4])
                 self.spool.save_journal(key, journal)
 
-        t0 = time.perf_counter()
         try:
-            send_files(self.config, dest, files, on_sent)
+            send_ms = send_files(self.config, dest, files, on_sent, self._associations) * 1000
         except (DeliveryError, OSError, RuntimeError, ValueError) as exc:
             self._retry(key, dest, journal, str(exc))
             return
-        send_ms = (time.perf_counter() - t0) * 1000
         with self._lock:
             journal["send_ms"] = round(float(journal.get("send_ms", 0.0)) + send_ms, 2)
             self.totals_ms["send_ms"] += send_ms

@@ -75,10 +75,10 @@ def _stderr_bar(done: int, total: int) -> None:
 
 def generate_dataset(out_dir: str | Path, count: int, seed: int, *, size: tuple[int, int] | None = None, fmt: str = "dicom",
                      variant: str | None = None, progress: bool | Callable[[int, int], None] = True,
-                     out_long_side: int | None = None, start: int = 0, style: str = "train") -> Path:
+                     out_long_side: int | None = None, start: int = 0, style: str = "train", fov: str = "any") -> Path:
     """Render phantoms ``start .. start+count-1`` of set ``seed`` into ``out_dir``; returns the path
     of ``annotations.json``. ``progress``: True for a plain stderr bar, or a callable(done, total);
-    ``style`` "train" or "heldout" (see :func:`render_phantom`)."""
+    ``style`` "train" or "heldout", ``fov`` "any" or "full" (see :func:`render_phantom`)."""
     from ...errors import InputError
 
     if fmt not in FORMATS:
@@ -91,7 +91,7 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int, *, size: tuple[
     images, anns = [], []
     for n in range(count):
         index = start + n
-        ph = render_phantom(seed, index, size=size, variant=variant, out_long_side=out_long_side, style=style)
+        ph = render_phantom(seed, index, size=size, variant=variant, out_long_side=out_long_side, style=style, fov=fov)
         if fmt == "dicom":
             name = f"phantom_{seed}_{index:05d}.dcm"
             write_dicom(ph, out / name, transfer_syntax_for(index))

@@ -208,17 +208,18 @@ def _facing(scene: Scene) -> str:
 
 
 def render_phantom(seed: int, index: int, *, out_long_side: int | None = None, size: tuple[int, int] | None = None, variant: str | None = None,
-                   style: str = "train") -> Phantom:
+                   style: str = "train", fov: str = "any") -> Phantom:
     """Render phantom ``index`` of set ``seed``.
 
     ``size`` is the full (W, H) in px (None: drawn from the seed, 1500–3000 px per side);
     ``out_long_side`` renders the same phantom directly at a reduced resolution (landmarks and
     spacing scaled exactly); ``variant`` one of :data:`VARIANTS` (None: drawn from the seed);
     ``style`` "train" (default) or "heldout" — a family of anatomy and processing outside every
-    training range, never produced by the default.
+    training range, never produced by the default; ``fov`` "any" (default: the framing is drawn)
+    or "full" (always the whole cervical spine, :mod:`.framing`).
     """
     if size is not None and (len(size) != 2 or min(size) < 16):
         raise ValueError(f"size {size!r} invalid, expected (W, H) with both >= 16 px")
-    scene = build_scene(seed, index, None if size is None else (int(size[0]), int(size[1])), variant, style)
+    scene = build_scene(seed, index, None if size is None else (int(size[0]), int(size[1])), variant, style, fov)
     logger.debug("phantom seed=%d index=%d variant=%s size=%s", seed, index, scene.variant, scene.size_px)
     return render_scene(scene, seed, index, out_long_side)

@@ -185,14 +185,16 @@ def _frame_refs(spine: list, head_refs: dict[str, np.ndarray], lm: dict[str, np.
 
     c3, c5, c6, c7, t1 = spine[1], spine[3], spine[4], spine[5], spine[6]
     return {**head_refs, "C1": lm["C1_ANT"], "PNS": lm["MCG_PNS"], "C1_POST": lm["C1_POST"], "C3c": c3.centre, "C3i": mid(c3, 2, 3),
-            "C5c": c5.centre, "C5i": mid(c5, 2, 3), "C6c": c6.centre, "T2": t1.centre + (t1.centre - c7.centre),
+            "C5c": c5.centre, "C5i": mid(c5, 2, 3), "C6c": c6.centre, "T1i": mid(t1, 2, 3), "T2": t1.centre + (t1.centre - c7.centre),
             "spine_ant": spine[2].corners[0] + 10.0 * (spine[2].corners[0] - spine[2].corners[1]) / np.linalg.norm(spine[2].corners[0] - spine[2].corners[1]),
             "spine_post": spine[2].centre - 55.0 * (spine[2].corners[0] - spine[2].corners[1]) / np.linalg.norm(spine[2].corners[0] - spine[2].corners[1])}
 
 
-def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: str | None, style: str = "train") -> Scene:
+def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: str | None, style: str = "train",
+                fov: str = "any") -> Scene:
     """Sample the phantom; ``size`` is the full (W, H) in px (None: drawn from the seed);
-    ``style`` "train" or "heldout" (anatomy and processing outside the training ranges)."""
+    ``style`` "train" or "heldout" (anatomy and processing outside the training ranges);
+    ``fov`` "any" or "full" (:data:`framing.FOVS`: "full" always frames the whole C-spine)."""
     from .framing import plan_frame
 
     if style not in STYLES:
@@ -228,7 +230,7 @@ def build_scene(seed: int, index: int, size: tuple[int, int] | None, variant: st
     rho = np.deg2rad(rp.choice([-1.0, 1.0]) * _u(rp, 8.0, 15.0) if variant == "rotated" else float(np.clip(rp.normal(0.0, 4.0), -15, 15)))
     mirrored = bool(rp.random() < 0.5)
     lin = rot(rho) @ np.diag([-1.0 if mirrored else 1.0, 1.0])
-    frame = plan_frame(rp, _frame_refs(spine, head.refs, head.landmarks), lin, cropped=variant == "cropped-fov")
+    frame = plan_frame(rp, _frame_refs(spine, head.refs, head.landmarks), lin, cropped=variant == "cropped-fov", fov=fov)
     if size is None:
         rs = stream(seed, index, "size")
         long_side = int(rs.integers(1500, 3001))
