@@ -69,7 +69,7 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             pts, conf, vis = m.decode(hm, tf)
             refined = np.zeros(len(pts), dtype=bool)
             if m.refiner is not None:  # the second stage moves visible corners, as in Measurer._finish
-                r = m.refiner.refine(img.display, pts, vis)
+                r = m.refiner.refine(img, pts, vis)
                 pts, refined = r.landmarks_px, r.refined
             vis = vis & ~coincident(pts, vis)
             sp = img.pixel_spacing_mm or it.pixel_spacing_mm

@@ -287,7 +287,7 @@ class Measurer:
         timings["decode_ms"] = _ms(t3)
         refined = None
         if self.refiner is not None:
-            r = self.refiner.refine(img.display, pts, visible)
+            r = self.refiner.refine(img, pts, visible)  # crops convert their windows only
             pts, refined = r.landmarks_px, r.refined
             timings["refine_ms"] = r.crop_ms + r.inference_ms + r.decode_ms
             timings["refine_inference_ms"] = r.inference_ms

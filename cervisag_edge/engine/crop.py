@@ -26,7 +26,7 @@ so the anterior side is always on the crop's right and the superior endplate on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import cv2
 import numpy as np
@@ -117,34 +117,50 @@ def apply_affine(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p @ np.asarray(M, dtype=np.float64)[:, :2].T + np.asarray(M, dtype=np.float64)[:, 2]
 
 
-def crop_display(display: np.ndarray, M: np.ndarray, size_px: int, pad_value: float = 0.0) -> np.ndarray:
+class WindowSource(Protocol):
+    """An image that gives out windows of its display without building all of it
+    (:class:`cervisag_edge.io.LoadedImage`): ``size_px`` (W, H) and ``region(x0, y0, x1, y1)``,
+    the (y1 − y0, x1 − x0) float32 display of that window (equal to ``display[y0:y1, x0:x1]``)."""
+
+    size_px: tuple[int, int]
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray: ...
+
+
+def crop_display(display: "np.ndarray | WindowSource", M: np.ndarray, size_px: int, pad_value: float = 0.0) -> np.ndarray:
     """Cut the (S, S) crop of ``display`` (H, W) float32 given by the image→crop affine ``M`` (2, 3).
 
     Bilinear sampling; where the crop shrinks the image (|det M| < 1) the source region is first
     smoothed with a Gaussian of σ = 0.45 / scale source px (anti-aliasing, as in training's
-    letterbox warp), only over the region the crop reads. Outside the image: ``pad_value``.
+    letterbox warp). Only the window the crop samples is read (plus the smoothing margin), so a
+    :class:`WindowSource` (a study whose full-resolution display was never built) converts only
+    that window. Outside the image: ``pad_value``.
     """
-    img = np.asarray(display, dtype=np.float32)
-    if img.ndim != 2:
-        raise ValueError(f"display must have shape (H, W), got {img.shape}")
+    if isinstance(display, np.ndarray) or not hasattr(display, "region"):
+        img = np.asarray(display, dtype=np.float32)
+        if img.ndim != 2:
+            raise ValueError(f"display must have shape (H, W), got {img.shape}")
+        H, W = img.shape
+        read = lambda x0, y0, x1, y1: img[y0:y1, x0:x1]  # noqa: E731
+    else:
+        W, H = display.size_px
+        read = display.region
     M = np.asarray(M, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))  # crop px per image px
-    if scale < 0.8:
-        sigma = 0.45 / scale
-        inv = invert_affine(M)
-        s1 = size_px - 1
-        box = apply_affine(inv, np.array([[0, 0], [s1, 0], [0, s1], [s1, s1]], dtype=np.float64))
-        m = int(np.ceil(3 * sigma)) + 2
-        H, W = img.shape
-        x0 = int(np.clip(np.floor(box[:, 0].min()) - m, 0, W))
-        x1 = int(np.clip(np.ceil(box[:, 0].max()) + m + 1, 0, W))
-        y0 = int(np.clip(np.floor(box[:, 1].min()) - m, 0, H))
-        y1 = int(np.clip(np.ceil(box[:, 1].max()) + m + 1, 0, H))
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return np.full((size_px, size_px), pad_value, dtype=np.float32)
-        roi = cv2.GaussianBlur(img[y0:y1, x0:x1], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-        M = M.copy()
-        M[:, 2] += M[:, :2] @ np.array([x0, y0], dtype=np.float64)
-        img = roi
-    return cv2.warpAffine(img, M, (size_px, size_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+    sigma = 0.45 / scale if scale < 0.8 else 0.0
+    s1 = size_px - 1
+    box = apply_affine(invert_affine(M), np.array([[0, 0], [s1, 0], [0, s1], [s1, s1]], dtype=np.float64))
+    m = int(np.ceil(3 * sigma)) + 2
+    x0 = int(np.clip(np.floor(box[:, 0].min()) - m, 0, W))
+    x1 = int(np.clip(np.ceil(box[:, 0].max()) + m + 1, 0, W))
+    y0 = int(np.clip(np.floor(box[:, 1].min()) - m, 0, H))
+    y1 = int(np.clip(np.ceil(box[:, 1].max()) + m + 1, 0, H))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.full((size_px, size_px), pad_value, dtype=np.float32)
+    roi = np.asarray(read(x0, y0, x1, y1), dtype=np.float32)
+    if sigma > 0:
+        roi = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    M = M.copy()
+    M[:, 2] += M[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return cv2.warpAffine(roi, M, (size_px, size_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=float(pad_value))

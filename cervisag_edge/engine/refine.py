@@ -26,7 +26,7 @@ import numpy as np
 from ..core.landmarks import vertebra_corner_indices
 from .backends.base import Backend
 from .codec import UDPHeatmapCodec
-from .crop import CropGeometry, apply_affine, crop_display, frame_affine, invert_affine, vertebra_frame
+from .crop import CropGeometry, WindowSource, apply_affine, crop_display, frame_affine, invert_affine, vertebra_frame
 from .manifest import ModelManifest
 from .preprocess import normalize
 
@@ -72,9 +72,11 @@ class Refiner:
         self.min_confidence = float(min_confidence)
         self.max_shift = float(max_shift)
 
-    def crops(self, display: np.ndarray, landmarks_px: np.ndarray, visible: np.ndarray
+    def crops(self, display: "np.ndarray | WindowSource", landmarks_px: np.ndarray, visible: np.ndarray
               ) -> tuple[np.ndarray, list[np.ndarray], list[int], list[float]]:
-        """(V, 1, S, S) normalised crops, their image→crop affines, level indices and vertebra sizes px."""
+        """(V, 1, S, S) normalised crops, their image→crop affines, level indices and vertebra sizes px.
+        ``display``: the (H, W) full-resolution display, or a :class:`~.crop.WindowSource` (a
+        :class:`~cervisag_edge.io.LoadedImage`: only the cropped windows are converted)."""
         S = self.geometry.size_px
         xs, Ms, which, sizes = [], [], [], []
         for li, rows in enumerate(self.rows):
@@ -93,8 +95,9 @@ class Refiner:
         batch = np.stack(xs)[:, None].astype(np.float32) if xs else np.zeros((0, 1, S, S), np.float32)
         return batch, Ms, which, sizes
 
-    def refine(self, display: np.ndarray, landmarks_px: np.ndarray, visible: np.ndarray) -> RefineResult:
-        """Refine the visible vertebra corners of (K, 2) ``landmarks_px`` on the (H, W) ``display``."""
+    def refine(self, display: "np.ndarray | WindowSource", landmarks_px: np.ndarray, visible: np.ndarray) -> RefineResult:
+        """Refine the visible vertebra corners of (K, 2) ``landmarks_px`` on the (H, W) ``display``
+        (or a :class:`~.crop.WindowSource`, see :meth:`crops`)."""
         t0 = time.perf_counter()
         pts = np.array(landmarks_px, dtype=np.float64, copy=True)
         vis = np.asarray(visible, dtype=bool)

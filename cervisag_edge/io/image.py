@@ -57,6 +57,8 @@ class PixelSource(Protocol):
 
     def display(self) -> np.ndarray: ...
 
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray: ...
+
     def resized(self, size_wh: tuple[int, int]) -> np.ndarray: ...
 
 
@@ -112,6 +114,19 @@ class LoadedImage:
         if self._display is None:
             object.__setattr__(self, "_display", finalize_display(self._source.display(), owned=True))
         return self._display
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """(y1 − y0, x1 − x0) float32 display of the window [x0, x1) × [y0, y1) (clipped to the
+        image), equal to ``display[y0:y1, x0:x1]``; for DICOM only that window's stored values are
+        converted, so the full-resolution display is still not built (the second stage's crops)."""
+        w, h = self.size_px
+        x0, x1 = max(0, int(x0)), min(w, int(x1))
+        y0, y1 = max(0, int(y0)), min(h, int(y1))
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((max(0, y1 - y0), max(0, x1 - x0)), dtype=np.float32)
+        if self._display is not None:
+            return self._display[y0:y1, x0:x1]
+        return finalize_display(self._source.region(x0, y0, x1, y1), owned=True)
 
     @property
     def size_px(self) -> tuple[int, int]:

@@ -104,6 +104,9 @@ class LevelPixels:
     def display(self) -> np.ndarray:
         return self.full().display()
 
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return self.full().region(x0, y0, x1, y1)
+
     def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
         """From the level when it is at least ``size_wh`` (see :func:`level_factor`), else from the full image."""
         if level_factor(self.size_px, size_wh) < self.factor:

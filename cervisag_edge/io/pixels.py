@@ -185,6 +185,11 @@ class GreyPixels:
                 return np.take(table, index)
         return self._apply(arr)
 
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """(y1 − y0, x1 − x0) float32 display of one window: the chain applied to that window's
+        stored values only (the same elementwise chain as :meth:`display`, so the same values)."""
+        return np.asarray(self._apply(self.stored[y0:y1, x0:x1]), dtype=np.float32)
+
     def resized(self, size_wh: tuple[int, int], resample: Resample | None = None) -> np.ndarray:
         """(H_new, W_new) float32 display, area-resized to ``size_wh`` (see the module doc).
         ``resample(values, size_wh)`` replaces the area resize (a resolution level's resampling,
