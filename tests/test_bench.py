@@ -165,6 +165,11 @@ def test_cli_tiny_run_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert r["cold_start_ms"] == pytest.approx(r["load_ms"] + r["first_measure_ms"])
         assert r["peak_rss_mb"] > 50 and r["repeat"] == 2
         assert r["image_size_px"] == [240, 300]
+        # the shipped model has a second stage: timed (0 here, nothing to refine on a synthetic film),
+        # and its inference counts as inference
+        assert r["refine_ms"]["median"] >= r["refine_inference_ms"]["median"] >= 0
+        infer = r["inference_ms"]["median"] + r["refine_inference_ms"]["median"]
+        assert r["non_inference_share"] == pytest.approx(1 - infer / r["end_to_end_ms"]["median"])
     if "int8" not in {r["precision"] for r in report["runs"]}:  # the INT8 variant may not be built yet
         assert any(s["precision"] == "int8" and "not built" in s["reason"] for s in report["skipped"])
     assert report["input"]["rows"] == 300 and report["machine"]["libraries"]["onnxruntime"]

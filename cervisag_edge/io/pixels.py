@@ -26,7 +26,7 @@ as before), so the resized and the full display share one window.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import cv2
@@ -165,6 +165,7 @@ class GreyPixels:
     linear: bool
     display_per_unit: float | None
     invert: bool
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -174,21 +175,35 @@ class GreyPixels:
         out = self.chain(values)
         return imaging.invert_monochrome1(out) if self.invert else np.asarray(out, dtype=np.float32)
 
+    def _table(self) -> tuple[np.ndarray, int] | None:
+        """The chain tabulated over the stored range (float32 table, lowest stored value), for
+        integer images large enough to pay for it; None otherwise. Built once per image."""
+        arr = self.stored
+        if not (np.issubdtype(arr.dtype, np.integer) and arr.size > _LUT_MAX_ENTRIES):
+            return None
+        if "table" not in self._cache:
+            lo, hi = _min_max(arr)
+            table = None
+            if hi - lo < _LUT_MAX_ENTRIES:
+                table = (np.asarray(self._apply(np.arange(int(lo), int(hi) + 1, dtype=np.int64)), dtype=np.float32), int(lo))
+            self._cache["table"] = table
+        return self._cache["table"]
+
+    def _lookup(self, values: np.ndarray) -> np.ndarray:
+        lut = self._table()
+        if lut is None:
+            return np.asarray(self._apply(values), dtype=np.float32)
+        table, lo = lut
+        return np.take(table, values if lo == 0 else np.subtract(values, lo, dtype=np.int32))
+
     def display(self) -> np.ndarray:
         """(H, W) float32 full-resolution display."""
-        arr = self.stored
-        if np.issubdtype(arr.dtype, np.integer) and arr.size > _LUT_MAX_ENTRIES:
-            lo, hi = _min_max(arr)
-            if hi - lo < _LUT_MAX_ENTRIES:
-                table = np.asarray(self._apply(np.arange(int(lo), int(hi) + 1, dtype=np.int64)), dtype=np.float32)
-                index = arr if lo == 0 else np.subtract(arr, int(lo), dtype=np.int32)
-                return np.take(table, index)
-        return self._apply(arr)
+        return self._lookup(self.stored)
 
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        """(y1 − y0, x1 − x0) float32 display of one window: the chain applied to that window's
-        stored values only (the same elementwise chain as :meth:`display`, so the same values)."""
-        return np.asarray(self._apply(self.stored[y0:y1, x0:x1]), dtype=np.float32)
+        """(y1 − y0, x1 − x0) float32 display of one window: the same chain (or its table) as
+        :meth:`display` applied to that window's stored values only, so the same values."""
+        return self._lookup(self.stored[y0:y1, x0:x1])
 
     def resized(self, size_wh: tuple[int, int], resample: Resample | None = None) -> np.ndarray:
         """(H_new, W_new) float32 display, area-resized to ``size_wh`` (see the module doc).

@@ -2,8 +2,10 @@
 
 One *run* is one backend × precision × batch size timed on one input file. Every stage of the
 :class:`~cervisag_edge.core.measurer.Measurer` is timed on its own (``read_ms``, ``preprocess_ms``,
-``inference_ms``, ``decode_ms``, ``parameters_ms``) together with the wall time of the whole
-measurement (``end_to_end_ms``); each maps to ``{"median": ms, "p95": ms}``. For a batch of N the
+``inference_ms``, ``decode_ms``, ``parameters_ms``; with a second stage also ``refine_ms`` = its
+crops + inference + decode, ``refine_inference_ms`` its inference alone, and ``uncertainty_ms``)
+together with the wall time of the whole measurement (``end_to_end_ms``); each maps to
+``{"median": ms, "p95": ms}``. The non-inference share counts both stages' inference. For a batch of N the
 stage times are those of the whole batch (N files read, one batched inference call, N decodes).
 
 :func:`worker` runs in a fresh process (see ``cervisag bench``), so its cold start (model load +
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 SCHEMA = "cervisag-bench/1"
 #: Stage keys of every run, in pipeline order; each maps to {"median", "p95"} in ms.
 STAGE_KEYS: tuple[str, ...] = ("read_ms", "preprocess_ms", "inference_ms", "decode_ms", "parameters_ms", "end_to_end_ms")
+#: Stages a run reports when the measurer has them (0 when a stage did not run; older reports lack them).
+EXTRA_STAGE_KEYS: tuple[str, ...] = ("refine_ms", "refine_inference_ms", "uncertainty_ms")
 #: Distributions whose versions the machine record lists (import name -> distribution names tried).
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
@@ -306,12 +310,12 @@ def _one_batch(measurer: Any, path: str, batch: int) -> dict[str, float]:
     if batch == 1:
         m = measurer.measure(path)
         t = m.timings_ms
-        return {"read_ms": t["read_ms"], "preprocess_ms": t["preprocess_ms"], "inference_ms": t["inference_ms"],
-                "decode_ms": t["decode_ms"], "parameters_ms": t["parameters_ms"], "end_to_end_ms": (time.perf_counter() - t0) * 1000.0}
+        out = {k: float(t.get(k, 0.0)) for k in (*STAGE_KEYS[:-1], *EXTRA_STAGE_KEYS)}
+        return {**out, "end_to_end_ms": (time.perf_counter() - t0) * 1000.0}
     images = [read_image(path, limits=measurer.limits) for _ in range(batch)]
     read_ms = (time.perf_counter() - t0) * 1000.0
     results = measurer.measure_batch(images)
-    sums = {k: sum(r.timings_ms[k] for r in results) for k in ("preprocess_ms", "inference_ms", "decode_ms", "parameters_ms")}
+    sums = {k: sum(float(r.timings_ms.get(k, 0.0)) for r in results) for k in (*STAGE_KEYS[1:-1], *EXTRA_STAGE_KEYS)}
     return {"read_ms": read_ms, **sums, "end_to_end_ms": (time.perf_counter() - t0) * 1000.0}
 
 
@@ -322,14 +326,15 @@ def time_batches(measurer: Any, path: str, batch: int, repeat: int, warmup: int)
         raise ValueError(f"repeat {repeat} and batch {batch} must be >= 1, warmup {warmup} >= 0")
     for _ in range(warmup):
         _one_batch(measurer, path, batch)
-    samples: dict[str, list[float]] = {k: [] for k in STAGE_KEYS}
+    samples: dict[str, list[float]] = {k: [] for k in (*STAGE_KEYS, *EXTRA_STAGE_KEYS)}
     for _ in range(repeat):
         for k, v in _one_batch(measurer, path, batch).items():
             samples[k].append(v)
-    run: dict[str, Any] = {k: summarize(samples[k]) for k in STAGE_KEYS}
+    run: dict[str, Any] = {k: summarize(v) for k, v in samples.items() if v}
     e2e = run["end_to_end_ms"]["median"]
     run["images_per_s"] = batch * 1000.0 / e2e if e2e > 0 else None
-    run["non_inference_share"] = 1.0 - run["inference_ms"]["median"] / e2e if e2e > 0 else None
+    infer = run["inference_ms"]["median"] + run.get("refine_inference_ms", {}).get("median", 0.0)
+    run["non_inference_share"] = 1.0 - infer / e2e if e2e > 0 else None
     return run
 
 
@@ -399,12 +404,13 @@ def _cell(stat: Mapping[str, float] | None) -> str:
 def render_table(report: Mapping[str, Any]) -> str:
     """Plain-text table of a report: one row per run (stage cells are ``median/p95`` ms), then the
     skipped backend × precision pairs with their reasons and the speed-ups."""
-    head = ["backend", "prec", "batch", "read", "preproc", "infer", "decode", "params", "end-to-end", "img/s",
-            "non-inf %", "cold ms", "RSS MB"]
+    head = ["backend", "prec", "batch", "read", "preproc", "infer", "decode", "params", "end-to-end", "stage 2",
+            "uncert", "img/s", "non-inf %", "cold ms", "RSS MB"]
     rows = [head]
     for r in report.get("runs", []):
         share = r.get("non_inference_share")
         rows.append([r["backend"], r["precision"], str(r["batch"]), *(_cell(r.get(k)) for k in STAGE_KEYS),
+                     _cell(r.get("refine_ms")), _cell(r.get("uncertainty_ms")),
                      f"{r['images_per_s']:.2f}" if r.get("images_per_s") else "-",
                      f"{100 * share:.1f}" if share is not None else "-",
                      f"{r['cold_start_ms']:.0f}" if r.get("cold_start_ms") is not None else "-",
@@ -412,7 +418,8 @@ def render_table(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("stage cells: median/p95 ms (whole batch); cold = model load + first measurement in a fresh process")
+    lines.append("stage cells: median/p95 ms (whole batch); stage 2 = the second stage's crops + inference + decode; "
+                 "non-inf = end to end minus both stages' inference; cold = model load + first measurement in a fresh process")
     for s in report.get("skipped", []):
         lines.append(f"skipped {s['backend']} {s['precision']}: {s['reason']}")
     for c in report.get("comparisons", []):
@@ -436,7 +443,7 @@ def validate_report(report: Mapping[str, Any]) -> list[str]:
         for key in ("backend", "precision", "batch", "images_per_s", "cold_start_ms", "peak_rss_mb"):
             if key not in run:
                 problems.append(f"runs[{i}].{key} missing")
-        for key in STAGE_KEYS:
+        for key in (*STAGE_KEYS, *(k for k in EXTRA_STAGE_KEYS if k in run)):
             stat = run.get(key)
             if not isinstance(stat, Mapping) or set(stat) != {"median", "p95"}:
                 problems.append(f"runs[{i}].{key} is {stat!r}, expected {{'median', 'p95'}}")
