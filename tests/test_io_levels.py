@@ -232,3 +232,26 @@ def test_measurer_reads_a_j2k_path_at_its_letterbox_level(tmp_path: Path) -> Non
     assert isinstance(result.study._source, LevelPixels)
     assert result.study._source.factor == level_factor((1200, 1600), m.resize_size((1200, 1600)))
     assert len(result.landmarks) == 34
+
+
+@needs_openjp2
+def test_windows_come_from_a_half_resolution_level_without_a_full_decode(tmp_path: Path) -> None:
+    """Read one level down (factor 1), a window for the second stage's crops is the level
+    resampled onto the full-resolution grid: close to the full image's window once smoothed as
+    the crops smooth it, and the full resolution is never decoded. Two levels down it is."""
+    import cv2
+
+    path = _write_j2k(tmp_path / "cr.dcm", spine_like(1600, 1200, seed=3))
+    full = read_image(path).display
+    half = read_image(path, resize_to=lambda wh: (wh[0] // 4, wh[1] // 4))  # factor 1 (LEVEL_OVERSAMPLE 2)
+    assert isinstance(half._source, LevelPixels) and half._source.factor == 1
+    win = half.region(300, 500, 620, 820)
+    assert win.shape == (320, 320) and half._source._full is None
+    ref = full[500:820, 300:620]
+    blur = lambda a: cv2.GaussianBlur(np.ascontiguousarray(a, np.float32), (0, 0), 1.0)  # noqa: E731
+    assert _mad(blur(win), blur(ref)) < 2.5e-3  # 1.5e-3 here; one full pixel off gives 4.2e-3
+    assert _mad(win, ref) < 5 * MAD_BOUND
+    quarter = read_image(path, resize_to=lambda wh: (wh[0] // 8, wh[1] // 8))
+    assert quarter._source.factor == 2
+    np.testing.assert_allclose(quarter.region(300, 500, 620, 820), ref, atol=1e-6)  # decoded in full
+    assert quarter._source._full is not None

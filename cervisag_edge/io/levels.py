@@ -105,7 +105,24 @@ class LevelPixels:
         return self.full().display()
 
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        return self.full().region(x0, y0, x1, y1)
+        """A full-resolution window. From the decoded level when it is one level down (factor 1)
+        and the full image has not been decoded: the level's display, cubic-resampled onto the
+        window's full-resolution pixel grid (sample k of the level sits on full pixel 2k, see the
+        module doc). The second stage smooths its crops (σ ≈ 1 full px) before sampling, so
+        the detail a half-resolution level lacks is detail the crops do not use
+        (docs/benchmarks.md, read path, measures the landmark shift). Otherwise: from the full
+        resolution, decoded on this first call."""
+        if self._full is not None or self.factor != 1:
+            return self.full().region(x0, y0, x1, y1)
+        step = 2.0 ** -self.factor
+        lw, lh = self._level.size_px
+        lx0, ly0 = max(0, int(math.floor(x0 * step)) - 2), max(0, int(math.floor(y0 * step)) - 2)
+        lx1, ly1 = min(lw, int(math.ceil(x1 * step)) + 3), min(lh, int(math.ceil(y1 * step)) + 3)
+        src = np.asarray(self._level.region(lx0, ly0, lx1, ly1), dtype=np.float32)
+        # window pixel (i, j) is full pixel (x0 + j, y0 + i) = level sample ((x0 + j)·step − lx0, …)
+        inverse = np.array([[step, 0.0, x0 * step - lx0], [0.0, step, y0 * step - ly0]])
+        return cv2.warpAffine(src, inverse, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
 
     def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
         """From the level when it is at least ``size_wh`` (see :func:`level_factor`), else from the full image."""
