@@ -271,7 +271,12 @@ def _pixel_source(ds: Dataset, name: str, chain: DisplayChain, resize_to: Resize
         factor = level_factor(size_px, tuple(resize_to(size_px)))
         level = _decoded(name, ds, lambda: decode_level(ds, factor)) if factor >= 1 else None
         if level is not None:
-            return LevelPixels(chain, level[0], level[1], size_px, lambda: _decoded(name, ds, lambda: decode_grey(ds)))
+            def half() -> np.ndarray | None:  # resolution factor 1, for the second stage's windows
+                got = _decoded(name, ds, lambda: decode_level(ds, 1))
+                return got[0] if got is not None and got[1] == 1 else None
+
+            return LevelPixels(chain, level[0], level[1], size_px, lambda: _decoded(name, ds, lambda: decode_grey(ds)),
+                               half=half)
     return chain.pixels(_decoded(name, ds, lambda: decode_grey(ds)))
 
 

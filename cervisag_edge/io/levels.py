@@ -81,16 +81,19 @@ class LevelPixels:
     """A :class:`~cervisag_edge.io.image.PixelSource` holding one decoded resolution level.
 
     ``level``: the level's (h, w) stored values, ``factor`` its resolution factor, ``full_wh`` the
-    image size; ``full()`` decodes the full resolution (called at most once, on demand)."""
+    image size; ``full()`` decodes the full resolution and ``half()`` resolution factor 1 (each
+    called at most once, on demand)."""
 
     def __init__(self, chain: DisplayChain, level: np.ndarray, factor: int, full_wh: tuple[int, int],
-                 full: Callable[[], np.ndarray]) -> None:
+                 full: Callable[[], np.ndarray], half: Callable[[], np.ndarray | None] | None = None) -> None:
         self.size_px = (int(full_wh[0]), int(full_wh[1]))
         self.factor = int(factor)
         self._chain = chain
         self._level: GreyPixels = chain.pixels(level)
         self._decode_full = full
+        self._decode_half = half
         self._full: GreyPixels | None = None
+        self._half: GreyPixels | None = self._level if self.factor == 1 else None
         self._lock = threading.Lock()
 
     def full(self) -> GreyPixels:
@@ -105,24 +108,33 @@ class LevelPixels:
         return self.full().display()
 
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        """A full-resolution window. From the decoded level when it is one level down (factor 1)
-        and the full image has not been decoded: the level's display, cubic-resampled onto the
-        window's full-resolution pixel grid (sample k of the level sits on full pixel 2k, see the
-        module doc). The second stage smooths its crops (σ ≈ 1 full px) before sampling, so
-        the detail a half-resolution level lacks is detail the crops do not use
-        (docs/benchmarks.md, read path, measures the landmark shift). Otherwise: from the full
-        resolution, decoded on this first call."""
-        if self._full is not None or self.factor != 1:
+        """A full-resolution window, from resolution factor 1 unless the full image is decoded:
+        the half-resolution level's display, cubic-resampled onto the window's full-resolution
+        pixel grid (sample k of the level sits on full pixel 2k, see the module doc). Factor 1 is
+        the level already read, or decoded once on the first call when the read used a coarser
+        one. The second stage smooths its crops (σ ≈ 1 full px) before sampling, so the detail a
+        half-resolution level lacks is detail the crops do not use (docs/benchmarks.md, read
+        path, measures the landmark shift). Without factor 1 (no decoder given, or the codestream
+        has no such level): from the full image."""
+        half = self._half_pixels()
+        if self._full is not None or half is None:
             return self.full().region(x0, y0, x1, y1)
-        step = 2.0 ** -self.factor
-        lw, lh = self._level.size_px
-        lx0, ly0 = max(0, int(math.floor(x0 * step)) - 2), max(0, int(math.floor(y0 * step)) - 2)
-        lx1, ly1 = min(lw, int(math.ceil(x1 * step)) + 3), min(lh, int(math.ceil(y1 * step)) + 3)
-        src = np.asarray(self._level.region(lx0, ly0, lx1, ly1), dtype=np.float32)
-        # window pixel (i, j) is full pixel (x0 + j, y0 + i) = level sample ((x0 + j)·step − lx0, …)
-        inverse = np.array([[step, 0.0, x0 * step - lx0], [0.0, step, y0 * step - ly0]])
+        lw, lh = half.size_px
+        lx0, ly0 = max(0, x0 // 2 - 2), max(0, y0 // 2 - 2)
+        lx1, ly1 = min(lw, -(-x1 // 2) + 3), min(lh, -(-y1 // 2) + 3)
+        src = np.asarray(half.region(lx0, ly0, lx1, ly1), dtype=np.float32)
+        # window pixel (i, j) is full pixel (x0 + j, y0 + i) = level-1 sample ((x0 + j) / 2 − lx0, …)
+        inverse = np.array([[0.5, 0.0, 0.5 * x0 - lx0], [0.0, 0.5, 0.5 * y0 - ly0]])
         return cv2.warpAffine(src, inverse, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
+
+    def _half_pixels(self) -> GreyPixels | None:
+        with self._lock:
+            if self._half is None and self._decode_half is not None:
+                logger.debug("resolution factor 1 of a %d x %d image read at level %d, for windows", *self.size_px, self.factor)
+                values, self._decode_half = self._decode_half(), None  # tried once
+                self._half = None if values is None else self._chain.pixels(values)
+            return self._half
 
     def resized(self, size_wh: tuple[int, int]) -> np.ndarray:
         """From the level when it is at least ``size_wh`` (see :func:`level_factor`), else from the full image."""

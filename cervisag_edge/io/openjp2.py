@@ -97,7 +97,6 @@ def _bind(lib: Any) -> Any:
         "opj_stream_set_user_data_length": ([p, ctypes.c_uint64], None),
         "opj_read_header": ([p, p, ctypes.POINTER(ctypes.POINTER(_Image))], b),
         "opj_set_decoded_resolution_factor": ([p, u32], b),
-        "opj_set_decode_area": ([p, ctypes.POINTER(_Image), i, i, i, i], b),
         "opj_decode": ([p, p, ctypes.POINTER(_Image)], b),
         "opj_end_decompress": ([p, p], b),
         "opj_stream_destroy": ([p], None),
@@ -171,24 +170,8 @@ def decode_reduced(data: bytes, factor: int, threads: int = 1) -> Level | None:
     allows (never below 1). None when no libopenjp2 is loaded or the codestream is not a single
     unsubsampled component at origin 0 (the caller decodes at full resolution). Raises
     RuntimeError with OpenJPEG's message when the data does not decode."""
-    if factor < 1:
-        return None
-    return _decode(data, factor=int(factor), area=None, threads=threads)
-
-
-def decode_area(data: bytes, x0: int, y0: int, x1: int, y1: int, threads: int = 1) -> Level | None:
-    """The full-resolution window [x0, x1) × [y0, y1) of component 0 of ``data``
-    (``samples`` (y1 − y0, x1 − x0)): OpenJPEG decodes only the code-blocks that window touches
-    (``opj_set_decode_area``). None and RuntimeError as :func:`decode_reduced`; the window must
-    lie inside the image."""
-    if not (0 <= x0 < x1 and 0 <= y0 < y1):
-        raise ValueError(f"window x {x0}..{x1}, y {y0}..{y1} is empty or negative")
-    return _decode(data, factor=0, area=(int(x0), int(y0), int(x1), int(y1)), threads=threads)
-
-
-def _decode(data: bytes, factor: int, area: tuple[int, int, int, int] | None, threads: int) -> Level | None:
     lib = library()
-    if lib is None:
+    if lib is None or factor < 1:
         return None
     errors: list[str] = []
     on_error = _MSG_FN(lambda msg, _u: errors.append((msg or b"").decode(errors="replace").strip()))
@@ -220,28 +203,18 @@ def _decode(data: bytes, factor: int, area: tuple[int, int, int, int] | None, th
             return None
         full_wh = (int(img.x1), int(img.y1))
         used = int(factor)
-        if area is None:
-            while used >= 1 and not lib.opj_set_decoded_resolution_factor(codec, used):
-                used -= 1  # the codestream has fewer decomposition levels than asked for
-            if used < 1:
-                logger.debug("J2K codestream has no decomposition level to drop: decoded at full resolution")
-                return None
-            want = tuple(-(-n // (1 << used)) for n in full_wh)
-        else:
-            x0, y0, x1, y1 = area
-            if x1 > full_wh[0] or y1 > full_wh[1]:
-                raise ValueError(f"window x {x0}..{x1}, y {y0}..{y1} outside the {full_wh[0]} x {full_wh[1]} image")
-            if not lib.opj_set_decode_area(codec, image, x0, y0, x1, y1):
-                raise RuntimeError(f"OpenJPEG refused the decode area: {'; '.join(errors) or 'no message'}")
-            want = (x1 - x0, y1 - y0)
+        while used >= 1 and not lib.opj_set_decoded_resolution_factor(codec, used):
+            used -= 1  # the codestream has fewer decomposition levels than asked for
+        if used < 1:
+            logger.debug("J2K codestream has no decomposition level to drop: decoded at full resolution")
+            return None
         errors.clear()
         if not lib.opj_decode(codec, stream, image) or not lib.opj_end_decompress(codec, stream):
             raise RuntimeError(f"OpenJPEG could not decode the codestream: {'; '.join(errors) or 'no message'}")
         comp = image.contents.comps[0]
         h, w = int(comp.h), int(comp.w)
-        if not comp.data or (w, h) != want:
-            raise RuntimeError(f"OpenJPEG returned {w} x {h} (expected {want[0]} x {want[1]}) for a "
-                               f"{full_wh[0]} x {full_wh[1]} image")
+        if not comp.data or (w, h) != tuple(-(-n // (1 << used)) for n in full_wh):
+            raise RuntimeError(f"OpenJPEG returned {w} x {h} at factor {used} for a {full_wh[0]} x {full_wh[1]} image")
         samples = np.ctypeslib.as_array(comp.data, shape=(h, w)).copy()
         return Level(samples=samples, factor=used, full_wh=full_wh, precision=int(comp.prec), signed=bool(comp.sgnd))
     finally:
