@@ -146,23 +146,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _positive(value: Any, where: str) -> float:
+def _positive(value: Any, where: str, allow_zero: bool = False) -> float:
+    expected = "a number >= 0" if allow_zero else "a positive number"
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{where}: {value!r} invalid, expected a positive number") from None
-    if not v > 0:
-        raise InputError(f"{where}: {v} invalid, expected a positive number")
-    return v
-
-
-def _non_negative(value: Any, where: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: {value!r} invalid, expected a number >= 0") from None
-    if not v >= 0:
-        raise InputError(f"{where}: {v} invalid, expected a number >= 0")
+        raise InputError(f"{where}: {value!r} invalid, expected {expected}") from None
+    if not (v >= 0 if allow_zero else v > 0):
+        raise InputError(f"{where}: {v} invalid, expected {expected}")
     return v
 
 
@@ -206,7 +197,7 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "config") -> NodeC
         section = data.get(table, {})
         for key, value in section.items():
             if table == "timeouts" and key == "keep_association":
-                kw["keep_association_s"] = _non_negative(value, f"{where}: [timeouts] keep_association")
+                kw["keep_association_s"] = _positive(value, f"{where}: [timeouts] keep_association", allow_zero=True)
                 continue
             if key not in mapping:
                 expected = [*mapping, "keep_association"] if table == "timeouts" else list(mapping)
