@@ -116,8 +116,8 @@ class LevelPixels:
         half-resolution level lacks is detail the crops do not use (docs/benchmarks.md, read
         path, measures the landmark shift). Without factor 1 (no decoder given, or the codestream
         has no such level): from the full image."""
-        half = self._half_pixels()
-        if self._full is not None or half is None:
+        half = None if self._full is not None else self._half_pixels()
+        if half is None:
             return self.full().region(x0, y0, x1, y1)
         lw, lh = half.size_px
         lx0, ly0 = max(0, x0 // 2 - 2), max(0, y0 // 2 - 2)

@@ -2,9 +2,9 @@
 
 One association per delivery attempt carries every pending result of one study; the node keeps
 it open for ``keep_association_s`` afterwards (:class:`AssociationCache`), so the next study to
-the same destination reuses it. A result counts as delivered when the destination answers success (0x0000) or a warning (0xB000-0xB007);
-anything else (refused association, network error, failure status) makes the attempt fail and it
-is retried after :func:`backoff_s`.
+the same destination reuses it. A result counts as delivered when the destination answers
+success (0x0000) or a warning (0xB000-0xB007); anything else (refused association, network
+error, failure status) makes the attempt fail and it is retried after :func:`backoff_s`.
 """
 from __future__ import annotations
 
