@@ -53,3 +53,44 @@ def test_training_checkpoints_and_resumes(source: PhantomSource, tmp_path) -> No
     ck2 = train_refine(replace(CFG, max_steps=3), source, [], tmp_path, resume=ck)
     again = torch.load(ck2, weights_only=True)
     assert again["step"] == 3 and again["cursor"] > first["cursor"]
+
+
+def test_crops_carry_the_first_stages_landmark_marks(source: PhantomSource, monkeypatch) -> None:
+    """Stage 2 trains on the same landmark-aware variants as stage 1 (annotation marks and the
+    C2 synchondrosis, ``data.apply_marks``), drawn on the study before the crops are cut."""
+    import cervisag_edge.tooling.training.refine as refine_mod
+
+    seen: list[tuple] = []
+
+    def spy(img, pts, rng, cfg):
+        seen.append((img.shape, pts.shape))
+        return np.clip(img + 0.25, 0, 1).astype(np.float32)  # a visible change
+
+    s = source[0]
+    plain = level_crops(s, CFG, np.random.default_rng(5))
+    monkeypatch.setattr(refine_mod, "apply_marks", spy)
+    marked = level_crops(s, CFG, np.random.default_rng(5))
+    assert seen == [(s.display.shape, s.landmarks_px.shape)]  # once per study, on the whole display
+    assert len(marked) == len(plain) and any(np.abs(a[0] - b[0]).max() > 0.1 for a, b in zip(plain, marked))
+    seen.clear()
+    level_crops(s, CFG, None)  # validation crops: never marked
+    assert seen == []
+
+
+def test_fine_tuning_starts_from_the_given_weights(source: PhantomSource, tmp_path) -> None:
+    from dataclasses import replace
+
+    from cervisag_edge.tooling.training.refine import build_model
+
+    init = build_model(CFG)
+    with torch.no_grad():
+        for p in init.parameters():
+            p.fill_(0.0125)
+    path = tmp_path / "init.pt"
+    torch.save({"model": init.state_dict()}, path)
+    ck = train_refine(replace(CFG, max_steps=1, lr=0.0), source, [], tmp_path / "run", init=path)
+    got = torch.load(ck, weights_only=True)["model"]
+    for k, v in init.named_parameters():  # lr 0: one step keeps the initial weights (BN statistics move)
+        torch.testing.assert_close(got[k], v.detach())
+    fresh = torch.load(train_refine(replace(CFG, max_steps=1, lr=0.0), source, [], tmp_path / "fresh"), weights_only=True)
+    assert any(not torch.equal(fresh["model"][k], v.detach()) for k, v in init.named_parameters())

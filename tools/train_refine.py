@@ -7,6 +7,9 @@ Examples::
     nohup python tools/train_refine.py --out runs/refine --minutes 55 > runs/refine.out 2>&1 &
     # resume after an interruption (the budget counts the time already spent)
     python tools/train_refine.py --out runs/refine --minutes 55 --resume runs/refine/last.pt
+    # fine-tune the shipped second stage (its crop size and widths)
+    python tools/train_refine.py --out runs/refine_ft --init engines/cervisag_refine.torch.npz --size 96 \
+        --widths 12,16,24,32,48 --lr 7e-4 --minutes 40 --threads 2
 
 Then export with ``python tools/export_onnx.py --refine runs/refine/last.pt`` (see docs/refinement.md).
 Needs the ``[train]`` extra (PyTorch CPU). Never train on the held-out seeds (777, 778, 9001, 4242, 900001).
@@ -43,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--val-every-min", type=float, default=10.0)
     p.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    p.add_argument("--init", type=Path, help="start a fresh run from these weights (engines/cervisag_refine.torch.npz "
+                                             "or a checkpoint; --size/--widths must match them)")
     return p.parse_args(argv)
 
 
@@ -69,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     val_src = PhantomSource(args.val_seed, args.val_count, args.render_long_side, cache)
     val = [val_src[i] for i in range(len(val_src))]
     logging.info("config %s", cfg)
-    final = train_refine(cfg, src, val, args.out, resume=args.resume)
+    if args.init is not None:
+        cfg.extra["init"] = str(args.init.name)
+    final = train_refine(cfg, src, val, args.out, resume=args.resume, init=args.init)
     logging.info("done: %s", final)
     return 0
 

@@ -29,8 +29,8 @@ from ...engine.codec import UDPHeatmapCodec
 from ...engine.crop import (CropGeometry, VertebraFrame, apply_affine, crop_display, frame_affine, invert_affine,
                            vertebra_frame)
 from ...engine.preprocess import normalize
-from .data import AugmentConfig, Sample, apply_intensity
-from .loop import heatmap_loss, soft_argmax_loss
+from .data import AugmentConfig, Sample, apply_intensity, apply_marks
+from .loop import heatmap_loss, load_init_weights, soft_argmax_loss
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ def level_crops(sample: Sample, cfg: RefineConfig, rng: np.random.Generator | No
     H, W = sample.display.shape
     out = []
     aug = AugmentConfig()
+    display = sample.display
+    if rng is not None:  # the first stage's landmark-aware variants: C2 synchondrosis, annotation marks
+        display = apply_marks(display, sample.landmarks_px, rng, aug)
     for rows in CORNER_ROWS:
         corners = sample.landmarks_px[list(rows)]
         vis = sample.visibility[list(rows)]
@@ -113,7 +116,7 @@ def level_crops(sample: Sample, cfg: RefineConfig, rng: np.random.Generator | No
         if fr is None:
             continue
         M = frame_affine(fr, geo.size_px)
-        crop = crop_display(sample.display, M, geo.size_px, cfg.pad_value)
+        crop = crop_display(display, M, geo.size_px, cfg.pad_value)
         if rng is not None:
             crop = apply_intensity(crop, rng, aug)
         pts = apply_affine(M, corners)
@@ -184,12 +187,17 @@ def build_model(cfg: RefineConfig) -> LandmarkUNet:
     return LandmarkUNet(num_landmarks=4, widths=tuple(cfg.widths), out_stride=cfg.stride, head_width=max(cfg.widths[0], 16))
 
 
-def train_refine(cfg: RefineConfig, source: Any, val_samples: list[Sample], out_dir: Path, resume: Path | None = None) -> Path:
-    """Train until the wall-clock budget (or ``max_steps``) is spent; returns the final checkpoint."""
+def train_refine(cfg: RefineConfig, source: Any, val_samples: list[Sample], out_dir: Path, resume: Path | None = None,
+                 init: Path | None = None) -> Path:
+    """Train until the wall-clock budget (or ``max_steps``) is spent; returns the final checkpoint.
+    ``init`` seeds the weights of a fresh run (a shipped ``.torch.npz`` or a checkpoint; ignored
+    when resuming)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
+    if init is not None and not (resume is not None and Path(resume).is_file()):
+        load_init_weights(model, Path(init))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed_before, history, cursor = 0, 0.0, [], 0
     if resume is not None and Path(resume).is_file():
