@@ -86,6 +86,26 @@ def test_conditional_is_closer_than_naive_extrapolation(model: ShapeModel) -> No
     assert 0.5 * 2 * np.log(2) < np.median(q) < 2.0 * 2 * np.log(2)  # median of χ²₂ is 2 ln 2
 
 
+def test_fewest_observed_landmarks(model: ShapeModel) -> None:
+    """A film showing only MIN_OBSERVED landmarks (C2's corners) still gets estimates; one fewer gets none."""
+    from cervisag_edge.core.estimation import MIN_OBSERVED
+
+    rng = np.random.default_rng(21)
+    truth = random_chain(rng)
+    cal = UncertaintyCalibration(shape_model=model)
+    shown = list(vertebra_corner_indices("C2"))[:MIN_OBSERVED]
+    for n, expect in ((MIN_OBSERVED, True), (MIN_OBSERVED - 1, False)):
+        vis = np.zeros(NUM_LANDMARKS, bool)
+        vis[shown[:n]] = True
+        conf = np.where(vis, 0.95, 0.0)
+        est = estimate_landmarks(truth, conf, vis, np.ones(NUM_LANDMARKS, bool), _iso(NOISE_MM), cal, px_per_mm=1.0)
+        assert bool(est.mask.any()) is expect
+        if expect:  # C3..T1 estimated with an interval that widens down the spine
+            assert est.mask[list(vertebra_corner_indices("C7"))].all()
+            sd = sd_of(est.cov_px2)
+            assert np.nanmean(sd[list(vertebra_corner_indices("T1"))]) > np.nanmean(sd[list(vertebra_corner_indices("C3"))])
+
+
 def test_weak_peak_is_used_when_consistent_and_rejected_when_far(model: ShapeModel) -> None:
     rng = np.random.default_rng(8)
     truth = random_chain(rng)

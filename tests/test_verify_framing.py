@@ -155,3 +155,24 @@ def test_dataset_keeps_positions_of_out_of_frame_landmarks(tmp_path) -> None:
     assert np.isnan(a.keypoints_px[-2]).all() and np.allclose(a.all_keypoints_px[-2], truth[-2])  # v = 0 with x, y kept
     assert np.isnan(a.all_keypoints_px[-1]).all()  # v = 0 at (0, 0): unknown
     np.testing.assert_allclose(b.all_keypoints_px[-1], [210.0, 600.0])
+
+
+def test_coverage_with_estimates_counts_estimated_values() -> None:
+    """An image whose reference shows every landmark but whose runtime estimated one (so its
+    measured value is None) counts for coverage_with_estimates_percent only."""
+    import dataclasses
+
+    truth = synthetic_spine_px()
+    full = {k: 1.0 for k in PARAMETER_KEYS}
+    vis = np.full(NUM_LANDMARKS, 2)
+    measured = _record(1, truth.copy(), truth, vis, full, truth)
+    estimated_values = SimpleNamespace(parameters=SimpleNamespace(as_dict=lambda: dict(full)))
+    estimated = dataclasses.replace(_record(2, truth.copy(), truth, vis, {**full, "ccl_deg": None}, truth),
+                                    measurement=estimated_values)
+    missing = _record(3, truth.copy(), truth, vis, {**full, "ccl_deg": None}, truth)
+    doc = compute_metrics([measured, estimated, missing])
+    p = doc["parameters"]["ccl_deg"]
+    assert p["n_coverage_eligible"] == 3 and p["n_coverage_reported"] == 1
+    assert p["coverage_percent"] == pytest.approx(100 / 3)
+    assert p["n_coverage_reported_with_estimates"] == 2
+    assert p["coverage_with_estimates_percent"] == pytest.approx(200 / 3)

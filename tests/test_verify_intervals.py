@@ -23,6 +23,13 @@ class _Params:
 class _M:
     parameters: _Params
     parameter_intervals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    landmarks: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Lm:
+    name: str
+    visible: bool
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,26 @@ def test_coverage_width_and_estimated_apart() -> None:
     assert params["borden_mm"]["ci95_coverage_percent"] is None
     lines = report_lines({"parameters": params})
     assert any(line.startswith("| ccl_deg | 50.0 |") for line in lines)
+
+
+def _shown(levels: str) -> tuple[_Lm, ...]:
+    """One visible corner (AS) on each level named in ``levels`` ("23456"), the rest hidden."""
+    return tuple(_Lm(f"C{v}_{c}", c == "AS" and str(v) in levels) for v in range(2, 8) for c in ("AS", "PS", "PI", "AI"))
+
+
+def test_estimated_split_c7_hidden_and_levels_out() -> None:
+    key = "cobb_c2_c7_deg"
+    iv = lambda v, h: {key: {"low": v - h, "high": v + h, "estimated": True}}  # noqa: E731
+    c7 = _Rec(_M(_Params({key: 20.0}), iv(20.0, 3.0), _shown("23456")), {key: 22.0})  # C2..C6 shown: C7 hidden
+    c7b = _Rec(_M(_Params({key: 10.0}), iv(10.0, 1.0), _shown("234567")), {key: 14.0})  # C7 shown too
+    out = _Rec(_M(_Params({key: 30.0}), iv(30.0, 5.0), _shown("234")), {key: 40.0})  # C5, C6 missing
+    params: dict[str, dict[str, Any]] = {}
+    add_interval_metrics(params, [c7, c7b, out])
+    p = params[key]
+    assert p["estimated"]["n"] == 3
+    assert p["estimated_c7_hidden"] == {"n": 2, "mae": 3.0, "ci95_coverage_percent": 50.0, "ci95_mean_width": 4.0}
+    assert p["estimated_levels_out"] == {"n": 1, "mae": 10.0, "ci95_coverage_percent": 0.0, "ci95_mean_width": 10.0}
+    assert any(line.startswith(f"| {key} |") and "| 2, 3.00, 50.0 |" in line for line in report_lines({"parameters": params}))
 
 
 def test_measured_values_drop_estimated() -> None:

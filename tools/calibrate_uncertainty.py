@@ -8,7 +8,9 @@ test set)::
 
 Steps (``docs/uncertainty.md``):
 
-1. Run the model on every image (read → preprocess → infer → decode → refine, as the Measurer does) and keep
+1. Run the model on every image (read → preprocess → infer → decode → refine → shape-consistency check, as the
+   Measurer does; the check is the one this run writes: ``--consistency-d2``, ``--consistency-sd-mm``,
+   ``--no-consistency``) and keep
    per landmark its position, confidence, visibility and raw heatmap spread (cached with ``--cache``).
 2. Landmark level: maximise the 2-D Gaussian likelihood of the visible landmarks' errors (within
    5 mm; larger ones are level confusions, left to step 4) over ``scale``, ``floor_mm`` and
@@ -21,7 +23,10 @@ Steps (``docs/uncertainty.md``):
    |error| / propagated SD, divided by 1.96, so that the 95 % intervals cover 95 % of the images
    (1 with fewer than 10 values; at least 1 with fewer than 30: few values never narrow them).
 
-Without ``--write`` it prints the calibration and its fit statistics as JSON only.
+The consistency check goes into ``extra.uncertainty.consistency``; ``fit.consistency`` records what it
+rejected on the calibration set (how many rejected corners lay within 2 mm of the truth: correct
+ones lost, and how many beyond 5 mm: level slips caught). Without ``--write`` it prints the
+calibration and its fit statistics as JSON only.
 """
 from __future__ import annotations
 
@@ -44,8 +49,10 @@ MIN_SCALE_VALUES = 10
 FEW_SCALE_VALUES = 30
 
 
-def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str, np.ndarray]:
-    """Run the model over the sets; arrays stacked over N images (shapes in the keys' comments)."""
+def collect(data_dirs: list[str], manifest: str, limit: int | None, consistency: Any = "manifest") -> dict[str, np.ndarray]:
+    """Run the model over the sets; arrays stacked over N images (shapes in the keys' comments).
+    ``consistency``: the shape-consistency check to apply (a
+    :class:`~cervisag_edge.core.consistency.ConsistencyCheck` or None); ``"manifest"``: the manifest's own."""
     from cervisag_edge.io import read_image
     from cervisag_edge.core.measurer import Measurer
     from cervisag_edge.core.parameters import coincident
@@ -53,8 +60,10 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
     from cervisag_edge.tooling.verify.dataset import load_dataset
 
     m = Measurer(model=manifest, threads=None)
+    if consistency != "manifest":
+        m.consistency = consistency
     rows: dict[str, list[Any]] = {k: [] for k in ("pts", "conf", "vis", "inside", "spread", "spacing", "truth", "labelled",
-                                                   "ref", "size", "refined")}
+                                                   "ref", "size", "refined", "rejected")}
     from cervisag_edge.core.parameters import PARAMETER_NAMES
 
     for folder in data_dirs:
@@ -71,8 +80,11 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             if m.refiner is not None:  # the second stage moves visible corners, as in Measurer._finish
                 r = m.refiner.refine(img, pts, vis)
                 pts, refined = r.landmarks_px, r.refined
+            before = vis
+            vis, _ = m.consistent(pts, vis, img.pixel_spacing_mm)  # as Measurer._finish
             vis = vis & ~coincident(pts, vis)
             sp = img.pixel_spacing_mm or it.pixel_spacing_mm
+            rows["rejected"].append(before & ~vis)
             im = full[it.image_id]
             rows["pts"].append(pts)  # (34, 2) px
             rows["conf"].append(conf)
@@ -88,6 +100,20 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None) -> dict[str,
             if (n + 1) % 20 == 0:
                 logger.info("%s: %d/%d", folder, n + 1, len(items))
     return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+
+
+def consistency_stats(data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the shape-consistency check rejected on the calibration set: the rejected corners'
+    errors (against the true positions) and how many of them were right (under 2 mm)."""
+    rej = data["rejected"].astype(bool) if "rejected" in data else np.zeros(data["vis"].shape, dtype=bool)
+    mm = data["spacing"][:, None, ::-1]  # (N, 1, 2) (col, row) = (x, y) mm per px
+    err = np.linalg.norm((data["pts"] - data["truth"]) * mm, axis=-1)
+    e = err[rej]
+    shown = (data["labelled"] == 2) & (data["vis"].astype(bool) | rej)
+    return {"n_rejected": int(rej.sum()), "n_visible_before": int((data["vis"].astype(bool) | rej).sum()),
+            "rejected_under_2mm": int((e < 2.0).sum()), "rejected_over_5mm": int((e > 5.0).sum()),
+            "rejected_error_mm": sorted(round(float(v), 2) for v in e),
+            "labelled_visible_rejected": int((rej & shown).sum())}
 
 
 def _nll(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, s: float, f: float, p: float) -> float:
@@ -293,6 +319,8 @@ def evaluate(data: dict[str, np.ndarray], cal: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cervisag_edge.core.consistency import CHI2_2_999
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="append", required=True, metavar="DIR", help="phantom folder with annotations.json (repeatable)")
     ap.add_argument("--manifest", action="append", required=True, metavar="JSON",
@@ -303,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="shape model for the estimated landmarks (tools/fit_shape_model.py; beside the manifests); "
                          "default: the one the first manifest names, if any")
     ap.add_argument("--write", action="store_true", help="write extra.uncertainty into the manifests")
+    ap.add_argument("--consistency-d2", type=float, default=CHI2_2_999,
+                    help="shape-consistency threshold on the leave-one-out d² (default: χ²₂ at 0.999)")
+    ap.add_argument("--consistency-sd-mm", type=float, default=1.0, help="observation SD of the consistency check (mm)")
+    ap.add_argument("--no-consistency", action="store_true", help="write no shape-consistency check")
     ap.add_argument("--evaluate", action="store_true",
                     help="score the calibration already in the first manifest on --data (held-out check; no fit, no write)")
     args = ap.parse_args(argv)
@@ -312,11 +344,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.evaluate and any("777" in Path(d).name for d in args.data):
         logger.error("refusing a data folder named like the seed-777 test set; calibrate on other seeds")
         return 2
+    shape = None
+    if args.shape_model and not args.evaluate:
+        from cervisag_edge.core.shape_model import load_shape_model
+
+        shape = load_shape_model(args.shape_model)
+        if any(Path(m).resolve().parent != Path(args.shape_model).resolve().parent for m in args.manifest):
+            logger.error("--shape-model %s must lie beside the manifests (they name it by file name)", args.shape_model)
+            return 2
+    elif not args.evaluate:
+        from cervisag_edge.engine.manifest import load_manifest
+
+        shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
+    check: Any = "manifest"
+    if not args.evaluate:
+        from cervisag_edge.core.consistency import ConsistencyCheck
+
+        check = None if args.no_consistency or shape is None else ConsistencyCheck(
+            shape, max_d2=args.consistency_d2, observation_sd_mm=args.consistency_sd_mm)
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.is_file():
         data = dict(np.load(cache))
     else:
-        data = collect(args.data, args.manifest[0], args.limit)
+        data = collect(args.data, args.manifest[0], args.limit, consistency=check)
         if cache is not None:
             np.savez_compressed(cache, **data)
     if args.evaluate:
@@ -329,17 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     from cervisag_edge.engine.manifest import load_manifest
 
     threshold = float(load_manifest(args.manifest[0]).codec.get("confidence_threshold", 0.3))
-    if args.shape_model:
-        from cervisag_edge.core.shape_model import load_shape_model
-
-        shape = load_shape_model(args.shape_model)
-        if any(Path(m).resolve().parent != Path(args.shape_model).resolve().parent for m in args.manifest):
-            logger.error("--shape-model %s must lie beside the manifests (they name it by file name)", args.shape_model)
-            return 2
-    else:
-        shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
     cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],
-                                 refined_scale=lm["refined_scale"], confidence_floor=threshold, shape_model=shape)
+                                 refined_scale=lm["refined_scale"], confidence_floor=threshold, shape_model=shape,
+                                 consistency=None if check is None else check.to_dict())
     est = fit_estimates(data, cal)
     cal = dataclasses.replace(cal, **{k: est[k] for k in ("estimated_scale", "extrapolated_sd_mm", "shape_cov_scale") if k in est})
     scale, scale_est, pstats = fit_parameters(data, cal)
@@ -348,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     doc["dataset"] = (f"{len(data['pts'])} held-out phantoms ({', '.join(Path(d).name for d in args.data)}), "
                       "fitted by tools/calibrate_uncertainty.py; on phantoms (synthetic), not clinical radiographs")
     doc["fit"] = {"landmarks": lm, "estimates": est, "parameters": pstats}
+    if check is not None:
+        doc["fit"]["consistency"] = consistency_stats(data)
     doc["in_sample"] = evaluate(data, cal)
     print(json.dumps(doc, indent=2))
     if args.write:

@@ -164,6 +164,11 @@ class Measurer:
         self.confidence_threshold = self.visibility.threshold
         self.estimates = bool(estimates)
         self.uncertainty = UncertaintyCalibration.from_manifest(self.manifest)
+        # the shape-consistency check belongs to the calibrated rule; a plain threshold has none
+        try:
+            self.consistency = None if confidence_threshold is not None else self.uncertainty.consistency_check()
+        except ValueError as exc:
+            raise ModelError(f"{resolved.manifest_path}: {exc}") from None
         self.load_ms = _ms(t0)
         logger.debug("loaded %s on %s in %.1f ms", self.manifest.model_id, self.backend_name, self.load_ms)
 
@@ -205,6 +210,15 @@ class Measurer:
         pts = tf.to_original(pts_in)
         edge = edge_distance_input_px(pts, tf.original_size, tf.sx)
         return pts, conf, self.visibility.visible(conf, found, edge)
+
+    def consistent(self, pts: np.ndarray, visible: np.ndarray, spacing_mm: tuple[float, float] | None
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """(visible (K,) bool, names rejected) after the manifest's shape-consistency check
+        (:mod:`cervisag_edge.core.consistency`; unchanged when it has none)."""
+        if self.consistency is None:
+            return visible, ()
+        rejected, _ = self.consistency.check(pts, visible, spacing_mm)
+        return visible & ~rejected, tuple(n for n, r in zip(LANDMARK_NAMES, rejected) if r)
 
     # -- public API ---------------------------------------------------------------------
     def measure(self, study: LoadedImage | str | os.PathLike[str], pixel_spacing_mm: tuple[float, float] | None = None
@@ -293,8 +307,12 @@ class Measurer:
             timings["refine_inference_ms"] = r.inference_ms
         t4 = time.perf_counter()
         sp = img.pixel_spacing_mm
+        visible, rejected = self.consistent(pts, visible, sp)
         params, visible, problem = parameters_from_px(pts, visible, sp)
         warnings = list(img.warnings)
+        if rejected:
+            warnings.append(f"{source}: {', '.join(rejected)} not reported: inconsistent with the other landmarks "
+                            f"(shape model d² > {self.consistency.max_d2:.1f})")
         if problem:
             warnings.append(f"{source}: {problem}")
         timings["parameters_ms"] = _ms(t4)

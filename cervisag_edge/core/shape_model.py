@@ -195,19 +195,8 @@ class ShapeModel:
         R[:, 1, 0] *= sign
         oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
         hi = np.stack([2 * hid, 2 * hid + 1], axis=1).ravel()
-        mu_o = self.mean[obs].ravel()
-        # design of w = c·z + d (c, d complex) in p = (Re c, Im c, Re d, Im d)
-        A = np.zeros((2 * len(obs), 4))
-        A[0::2] = np.column_stack([y[:, 0], -y[:, 1], np.ones(len(obs)), np.zeros(len(obs))])
-        A[1::2] = np.column_stack([y[:, 1], y[:, 0], np.zeros(len(obs)), np.ones(len(obs))])
-        n = len(obs)
-        Rb = np.zeros((n, 2, n, 2))
-        Rb[np.arange(n), :, np.arange(n), :] = R  # block diagonal (2n, 2n)
-        Rb = Rb.reshape(2 * n, 2 * n)
-        p = np.linalg.lstsq(A, mu_o, rcond=None)[0]  # the seen landmarks posed on the mean
-        c2 = p[0] ** 2 + p[1] ** 2
+        A, mu_o, p, _, G = self._observed_system(obs, y, R)
         cov = self.pose_cov
-        G = np.linalg.inv(cov[np.ix_(oi, oi)] + c2 * Rb + RIDGE * np.eye(len(oi)))
         w = A @ p
         s_ho = cov[np.ix_(hi, oi)]
         x_h = self.mean[hid].ravel() + s_ho @ G @ (w - mu_o)
@@ -226,6 +215,54 @@ class ShapeModel:
         per = joint.reshape(m, 2, m, 2)[np.arange(m), :, np.arange(m), :]  # (m, 2, 2) diagonal blocks
         return Conditional(hid, pts, per, joint)
 
+
+    def loo_d2(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """(K,) leave-one-out consistency of each ``observed`` landmark: the squared Mahalanobis
+        distance of its position from the model's prediction given all the other observed ones
+        (their noise ``cov_px2`` (K, 2, 2) included); NaN where not observed. For a landmark
+        that fits, d² follows χ²₂; a corner put on a neighbour's place (one body height off)
+        stands out. Computed in the model frame for all landmarks at once: with
+        S = cov'_OO + |T⁻¹|² R_O and g = S⁻¹ (w_O − mean_O), landmark i's residual from its
+        conditional mean is (S⁻¹)_ii⁻¹ g_i with covariance (S⁻¹)_ii⁻¹, so d²_i = g_iᵀ (S⁻¹)_ii⁻¹ g_i
+        (the pose comes from all observed landmarks, outlier included, which only lowers d²).
+        Raises ``ValueError`` like :meth:`condition`."""
+        observed = np.asarray(observed, dtype=bool)
+        obs = np.flatnonzero(observed)
+        if len(obs) < 3:
+            raise ValueError(f"shape model needs at least 3 observed landmarks, got {len(obs)}")
+        y = np.asarray(pts_px, dtype=np.float64)[obs].copy()
+        R = np.asarray(cov_px2, dtype=np.float64)[obs].copy()
+        sign = facing_sign(np.where(observed[:, None], pts_px, np.nan))
+        y[:, 0] *= sign
+        R[:, 0, 1] *= sign
+        R[:, 1, 0] *= sign
+        A, mu_o, p, c2, G = self._observed_system(obs, y, R)
+        g = G @ (A @ p - mu_o)
+        n = len(obs)
+        blocks = G.reshape(n, 2, n, 2)[np.arange(n), :, np.arange(n), :]  # (n, 2, 2) diagonal blocks of S⁻¹
+        gi = g.reshape(n, 2)
+        out = np.full(NUM_LANDMARKS, np.nan)
+        out[obs] = np.einsum("ni,ni->n", gi, np.linalg.solve(blocks, gi[..., None])[..., 0])
+        return out
+
+    def _observed_system(self, obs: np.ndarray, y: np.ndarray, R: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+        """The pose design A (2n, 4), the observed mean (2n,), the pose p (4,) posing the
+        facing-normalised observations ``y`` (n, 2) on the mean, |T⁻¹|² and G = S⁻¹ (2n, 2n)."""
+        n = len(obs)
+        oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
+        mu_o = self.mean[obs].ravel()
+        # design of w = c·z + d (c, d complex) in p = (Re c, Im c, Re d, Im d)
+        A = np.zeros((2 * n, 4))
+        A[0::2] = np.column_stack([y[:, 0], -y[:, 1], np.ones(n), np.zeros(n)])
+        A[1::2] = np.column_stack([y[:, 1], y[:, 0], np.zeros(n), np.ones(n)])
+        Rb = np.zeros((n, 2, n, 2))
+        Rb[np.arange(n), :, np.arange(n), :] = R  # block diagonal (2n, 2n)
+        Rb = Rb.reshape(2 * n, 2 * n)
+        p = np.linalg.lstsq(A, mu_o, rcond=None)[0]  # the seen landmarks posed on the mean
+        c2 = float(p[0] ** 2 + p[1] ** 2)
+        G = np.linalg.inv(self.pose_cov[np.ix_(oi, oi)] + c2 * Rb + RIDGE * np.eye(len(oi)))
+        return A, mu_o, p, c2, G
 
 def load_shape_model(path: str | os.PathLike[str], sha256: str | None = None) -> ShapeModel:
     """Read a model written by ``tools/fit_shape_model.py``. With ``sha256`` the file must match

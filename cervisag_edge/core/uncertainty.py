@@ -84,8 +84,17 @@ class UncertaintyCalibration:
     #: :class:`cervisag_edge.core.shape_model.ShapeModel` for estimated landmarks (None: the
     #: neighbour extrapolation); named with its sha256 by ``extra["uncertainty"]["shape_model"]``.
     shape_model: Any = field(default=None, compare=False, repr=False)
+    #: the shape-consistency rule (:class:`cervisag_edge.core.consistency.ConsistencyCheck` fields),
+    #: applied with the shape model; None: no check
+    consistency: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.consistency is not None:
+            if not isinstance(self.consistency, Mapping):
+                raise ValueError(f"uncertainty calibration: consistency {self.consistency!r} invalid, expected an object")
+            from .consistency import ConsistencyCheck
+
+            ConsistencyCheck.from_dict(None, self.consistency)  # ValueError names a bad value
         for name in ("scale", "floor_mm", "estimated_scale", "extrapolated_sd_mm", "shape_cov_scale"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
@@ -128,9 +137,18 @@ class UncertaintyCalibration:
                 kwargs[k] = int(kwargs[k])
         return cls(**kwargs, calibrated=True, source=str(raw.get("dataset", "model manifest")), shape_model=shape)
 
+    def consistency_check(self) -> Any:
+        """The :class:`~cervisag_edge.core.consistency.ConsistencyCheck` of this calibration, or
+        None (no ``consistency`` entry, or no shape model to score against)."""
+        if not self.consistency or self.shape_model is None:
+            return None
+        from .consistency import ConsistencyCheck
+
+        return ConsistencyCheck.from_dict(self.shape_model, self.consistency)
+
     def to_manifest(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("calibrated", "source", "shape_model")}
-        d = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in d.items()}
+        d = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in d.items() if not (k == "consistency" and v is None)}
         if self.shape_model is not None:
             d["shape_model"] = {"file": Path(self.shape_model.origin).name, "sha256": self.shape_model.sha256}
         return d

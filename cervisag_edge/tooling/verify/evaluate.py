@@ -123,6 +123,12 @@ def visible_parameters(ref_px: np.ndarray, visibility: np.ndarray, spacing_mm: t
     return {k: d.get(k) is not None for k in PARAMETER_KEYS}
 
 
+def _reported_any(record: ImageRecord, key: str) -> bool:
+    """Whether the record's measurement reported ``key`` at all (estimated values included)."""
+    m = getattr(record, "measurement", None)
+    return m is not None and m.parameters.as_dict().get(key) is not None
+
+
 def framing_metrics(records: Sequence[ImageRecord]) -> dict[str, Any]:
     """Level assignment, out-of-frame false positives and per-parameter coverage of the
     successful records (keys documented in ``docs/verify.md``)."""
@@ -147,7 +153,12 @@ def framing_metrics(records: Sequence[ImageRecord]) -> dict[str, Any]:
         elig = np.array([bool(r.params_eligible and r.params_eligible.get(k)) for r in ok], dtype=bool)
         rep = np.array([r.pred_params.get(k) is not None for r in ok], dtype=bool)
         pct, n_rep, n_elig = M.coverage_percent(rep, elig)
-        coverage[k] = {"coverage_percent": pct, "n_coverage_reported": n_rep, "n_coverage_eligible": n_elig}
+        # with estimates: any value reported (measured, or flagged estimated because a landmark
+        # that the reference shows fell below the visibility rule)
+        rep_any = rep | np.array([_reported_any(r, k) for r in ok], dtype=bool)
+        pct_any, n_any, _ = M.coverage_percent(rep_any, elig)
+        coverage[k] = {"coverage_percent": pct, "n_coverage_reported": n_rep, "n_coverage_eligible": n_elig,
+                       "coverage_with_estimates_percent": pct_any, "n_coverage_reported_with_estimates": n_any}
     return {
         "level_accuracy_percent": levels.percent,
         "level_assignment": levels.to_dict(),

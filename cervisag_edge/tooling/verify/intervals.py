@@ -10,6 +10,10 @@ measured-only, as before; the keys added to each ``parameters[k]`` are documente
 - ``ci95_mean_width``: mean high − low of those intervals (parameter units);
 - ``ci95_width_over_mae``: that width over the measured MAE (a calibrated Gaussian gives 4.9);
 - ``estimated``: ``{n, mae, ci95_coverage_percent, ci95_mean_width}`` of the estimated values;
+- ``estimated_c7_hidden`` / ``estimated_levels_out``: the same over the estimated values of images
+  in which every level C2…C6 shows a visible corner (only C7 is hidden, typically under the
+  shoulders: issue 14's "C7 hidden" case) and over the rest (whole levels above C7 missing: the
+  film ends higher, so the value is extrapolated further);
 - ``with_estimates``: ``{n, reported_percent, mae, ci95_coverage_percent}`` over both, where
   ``reported_percent`` is the share of images with a reference that got a value at all.
 
@@ -31,8 +35,22 @@ def measured_values(measurement: Any) -> dict[str, float | None]:
     return {k: (None if pd.get(k) is None or iv.get(k, {}).get("estimated") else float(pd[k])) for k in PARAMETER_KEYS}
 
 
-def _rows(records: Sequence[Any], key: str) -> list[tuple[float, float, float | None, float | None, bool]]:
-    """(value, reference, low, high, estimated) of every successful record with a reference."""
+#: The levels that must each show a visible corner for an estimated value to count as "C7 hidden".
+UPPER_LEVELS: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6")
+
+
+def only_c7_hidden(measurement: Any) -> bool:
+    """True when every level of :data:`UPPER_LEVELS` has a visible corner in ``measurement``."""
+    shown = {lm.name.split("_")[0] for lm in getattr(measurement, "landmarks", ()) if lm.visible and lm.name[:2] in UPPER_LEVELS}
+    return all(level in shown for level in UPPER_LEVELS)
+
+
+Row = tuple[float, float, "float | None", "float | None", bool, bool]
+
+
+def _rows(records: Sequence[Any], key: str) -> list[Row]:
+    """(value, reference, low, high, estimated, C7 hidden only) of every successful record with a
+    reference."""
     out = []
     for r in records:
         m = getattr(r, "measurement", None)
@@ -42,15 +60,16 @@ def _rows(records: Sequence[Any], key: str) -> list[tuple[float, float, float | 
         v = m.parameters.as_dict().get(key)
         iv = (getattr(m, "parameter_intervals", {}) or {}).get(key)
         if v is None:
-            out.append((np.nan, float(ref), None, None, False))
+            out.append((np.nan, float(ref), None, None, False, False))
             continue
         low = None if iv is None else iv.get("low")
         high = None if iv is None else iv.get("high")
-        out.append((float(v), float(ref), low, high, bool(iv and iv.get("estimated"))))
+        est = bool(iv and iv.get("estimated"))
+        out.append((float(v), float(ref), low, high, est, est and only_c7_hidden(m)))
     return out
 
 
-def _score(rows: list[tuple[float, float, float | None, float | None, bool]]) -> dict[str, Any]:
+def _score(rows: list[Row]) -> dict[str, Any]:
     vals = [r for r in rows if np.isfinite(r[0])]
     with_iv = [r for r in vals if r[2] is not None and r[3] is not None]
     err = np.array([abs(r[0] - r[1]) for r in vals])
@@ -69,7 +88,8 @@ def add_interval_metrics(parameters: MutableMapping[str, MutableMapping[str, Any
     for k in PARAMETER_KEYS:
         rows = _rows(records, k)
         measured = _score([r for r in rows if not r[4]])
-        estimated = _score([r for r in rows if r[4] and np.isfinite(r[0])])
+        estimated_rows = [r for r in rows if r[4] and np.isfinite(r[0])]
+        estimated = _score(estimated_rows)
         both = _score([r for r in rows if np.isfinite(r[0])])
         both["reported_percent"] = float(100.0 * both["n"] / len(rows)) if rows else None
         p = parameters.setdefault(k, {})
@@ -78,6 +98,8 @@ def add_interval_metrics(parameters: MutableMapping[str, MutableMapping[str, Any
         mae = measured["mae"]
         p["ci95_width_over_mae"] = (measured["ci95_mean_width"] / mae) if mae and measured["ci95_mean_width"] is not None else None
         p["estimated"] = estimated
+        p["estimated_c7_hidden"] = _score([r for r in estimated_rows if r[5]])
+        p["estimated_levels_out"] = _score([r for r in estimated_rows if not r[5]])
         p["with_estimates"] = both
 
 
@@ -102,14 +124,17 @@ def report_lines(metrics: Mapping[str, Any]) -> list[str]:
 
     lines = ["## Intervals and estimated parameters", "",
              "| parameter | 95 % coverage (measured) | mean width | width / MAE | estimated n | estimated MAE | "
-             "estimated coverage | reported incl. estimated (%) |", "|---|---|---|---|---|---|---|---|"]
+             "estimated coverage | C7 hidden: n, MAE, coverage | reported incl. estimated (%) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for k in PARAMETER_KEYS:
         p = params.get(k, {})
         e = p.get("estimated", {})
+        c7 = p.get("estimated_c7_hidden", {})
         w = p.get("with_estimates", {})
         lines.append(f"| {k} | {f(p.get('ci95_coverage_percent'), 1)} | {f(p.get('ci95_mean_width'))} | "
                      f"{f(p.get('ci95_width_over_mae'))} | {e.get('n', 0)} | {f(e.get('mae'))} | "
-                     f"{f(e.get('ci95_coverage_percent'), 1)} | {f(w.get('reported_percent'), 1)} |")
+                     f"{f(e.get('ci95_coverage_percent'), 1)} | {c7.get('n', 0)}, {f(c7.get('mae'))}, "
+                     f"{f(c7.get('ci95_coverage_percent'), 1)} | {f(w.get('reported_percent'), 1)} |")
     flags = metrics.get("quality_flag_counts")
     if flags is not None:
         lines += ["", "Quality flags: " + (", ".join(f"{k} {v}" for k, v in flags.items()) if flags else "none")]

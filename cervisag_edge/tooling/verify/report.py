@@ -149,10 +149,12 @@ def _framing_lines(m: Mapping[str, Any]) -> list[str]:
              f"| landmarks outside the image reported visible | {m.get('out_of_frame_reported_visible')} of {m.get('n_out_of_frame')} |",
              f"| landmarks inside the image but unexposed (v = 0, under a shutter) reported visible | "
              f"{m.get('unexposed_reported_visible')} of {m.get('n_unexposed')} |",
-             "", "| parameter | coverage % | reported / eligible (all its landmarks visible in the reference) |", "|---|---|---|"]
+             "", "| parameter | coverage % | reported / eligible (all its landmarks visible in the reference) | with estimates % |",
+             "|---|---|---|---|"]
     for k, p in m["parameters"].items():
         if "coverage_percent" in p:
-            lines.append(f"| {k} | {_fmt(p['coverage_percent'], 2)} | {p['n_coverage_reported']} / {p['n_coverage_eligible']} |")
+            lines.append(f"| {k} | {_fmt(p['coverage_percent'], 2)} | {p['n_coverage_reported']} / {p['n_coverage_eligible']} | "
+                         f"{_fmt(p.get('coverage_with_estimates_percent'), 2)} |")
     return lines + [""]
 
 
