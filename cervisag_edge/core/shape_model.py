@@ -183,19 +183,10 @@ class ShapeModel:
         observation combined with the others). Needs at least 3 observed landmarks (a
         similarity has 4 parameters); raises ``ValueError`` when fewer or when the facing cannot
         be told."""
-        obs = np.flatnonzero(np.asarray(observed, dtype=bool))
+        obs, sign, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed)
         hid = np.flatnonzero(np.asarray(hidden, dtype=bool))
-        if len(obs) < 3:
-            raise ValueError(f"shape model needs at least 3 observed landmarks, got {len(obs)}")
-        y = np.asarray(pts_px, dtype=np.float64)[obs].copy()
-        R = np.asarray(cov_px2, dtype=np.float64)[obs].copy()
-        sign = facing_sign(np.where(np.asarray(observed, bool)[:, None], pts_px, np.nan))
-        y[:, 0] *= sign
-        R[:, 0, 1] *= sign
-        R[:, 1, 0] *= sign
         oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
         hi = np.stack([2 * hid, 2 * hid + 1], axis=1).ravel()
-        A, mu_o, p, _, G = self._observed_system(obs, y, R)
         cov = self.pose_cov
         w = A @ p
         s_ho = cov[np.ix_(hi, oi)]
@@ -226,6 +217,21 @@ class ShapeModel:
         conditional mean is (S⁻¹)_ii⁻¹ g_i with covariance (S⁻¹)_ii⁻¹, so d²_i = g_iᵀ (S⁻¹)_ii⁻¹ g_i
         (the pose comes from all observed landmarks, outlier included, which only lowers d²).
         Raises ``ValueError`` like :meth:`condition`."""
+        obs, _, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed)
+        g = G @ (A @ p - mu_o)
+        n = len(obs)
+        blocks = G.reshape(n, 2, n, 2)[np.arange(n), :, np.arange(n), :]  # (n, 2, 2) diagonal blocks of S⁻¹
+        gi = g.reshape(n, 2)
+        out = np.full(NUM_LANDMARKS, np.nan)
+        out[obs] = np.einsum("ni,ni->n", gi, np.linalg.solve(blocks, gi[..., None])[..., 0])
+        return out
+
+    def _observed_system(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray
+                         ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+        """For the ``observed`` (K,) landmarks of ``pts_px`` (K, 2) with noise ``cov_px2`` (K, 2, 2):
+        their indices (n,), the facing sign, the pose design A (2n, 4), the observed mean (2n,),
+        the pose p (4,) posing the facing-normalised observations on the mean, |T⁻¹|² and
+        G = S⁻¹ (2n, 2n). Raises ``ValueError`` for fewer than 3 or an undecidable facing."""
         observed = np.asarray(observed, dtype=bool)
         obs = np.flatnonzero(observed)
         if len(obs) < 3:
@@ -236,19 +242,6 @@ class ShapeModel:
         y[:, 0] *= sign
         R[:, 0, 1] *= sign
         R[:, 1, 0] *= sign
-        A, mu_o, p, c2, G = self._observed_system(obs, y, R)
-        g = G @ (A @ p - mu_o)
-        n = len(obs)
-        blocks = G.reshape(n, 2, n, 2)[np.arange(n), :, np.arange(n), :]  # (n, 2, 2) diagonal blocks of S⁻¹
-        gi = g.reshape(n, 2)
-        out = np.full(NUM_LANDMARKS, np.nan)
-        out[obs] = np.einsum("ni,ni->n", gi, np.linalg.solve(blocks, gi[..., None])[..., 0])
-        return out
-
-    def _observed_system(self, obs: np.ndarray, y: np.ndarray, R: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
-        """The pose design A (2n, 4), the observed mean (2n,), the pose p (4,) posing the
-        facing-normalised observations ``y`` (n, 2) on the mean, |T⁻¹|² and G = S⁻¹ (2n, 2n)."""
         n = len(obs)
         oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
         mu_o = self.mean[obs].ravel()
@@ -262,7 +255,7 @@ class ShapeModel:
         p = np.linalg.lstsq(A, mu_o, rcond=None)[0]  # the seen landmarks posed on the mean
         c2 = float(p[0] ** 2 + p[1] ** 2)
         G = np.linalg.inv(self.pose_cov[np.ix_(oi, oi)] + c2 * Rb + RIDGE * np.eye(len(oi)))
-        return A, mu_o, p, c2, G
+        return obs, float(sign), A, mu_o, p, c2, G
 
 def load_shape_model(path: str | os.PathLike[str], sha256: str | None = None) -> ShapeModel:
     """Read a model written by ``tools/fit_shape_model.py``. With ``sha256`` the file must match
