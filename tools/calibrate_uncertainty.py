@@ -109,11 +109,10 @@ def consistency_stats(data: dict[str, np.ndarray]) -> dict[str, Any]:
     mm = data["spacing"][:, None, ::-1]  # (N, 1, 2) (col, row) = (x, y) mm per px
     err = np.linalg.norm((data["pts"] - data["truth"]) * mm, axis=-1)
     e = err[rej]
-    shown = (data["labelled"] == 2) & (data["vis"].astype(bool) | rej)
     return {"n_rejected": int(rej.sum()), "n_visible_before": int((data["vis"].astype(bool) | rej).sum()),
             "rejected_under_2mm": int((e < 2.0).sum()), "rejected_over_5mm": int((e > 5.0).sum()),
             "rejected_error_mm": sorted(round(float(v), 2) for v in e),
-            "labelled_visible_rejected": int((rej & shown).sum())}
+            "labelled_visible_rejected": int((rej & (data["labelled"] == 2)).sum())}
 
 
 def _nll(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, s: float, f: float, p: float) -> float:
@@ -344,20 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.evaluate and any("777" in Path(d).name for d in args.data):
         logger.error("refusing a data folder named like the seed-777 test set; calibrate on other seeds")
         return 2
-    shape = None
-    if args.shape_model and not args.evaluate:
-        from cervisag_edge.core.shape_model import load_shape_model
-
-        shape = load_shape_model(args.shape_model)
-        if any(Path(m).resolve().parent != Path(args.shape_model).resolve().parent for m in args.manifest):
-            logger.error("--shape-model %s must lie beside the manifests (they name it by file name)", args.shape_model)
-            return 2
-    elif not args.evaluate:
-        from cervisag_edge.engine.manifest import load_manifest
-
-        shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
-    check: Any = "manifest"
+    shape, check = None, "manifest"  # --evaluate: the manifest's own calibration and check
     if not args.evaluate:
+        if args.shape_model:
+            from cervisag_edge.core.shape_model import load_shape_model
+
+            shape = load_shape_model(args.shape_model)
+            if any(Path(m).resolve().parent != Path(args.shape_model).resolve().parent for m in args.manifest):
+                logger.error("--shape-model %s must lie beside the manifests (they name it by file name)", args.shape_model)
+                return 2
+        else:
+            from cervisag_edge.engine.manifest import load_manifest
+
+            shape = UncertaintyCalibration.from_manifest(load_manifest(args.manifest[0])).shape_model
         from cervisag_edge.core.consistency import ConsistencyCheck
 
         check = None if args.no_consistency or shape is None else ConsistencyCheck(
