@@ -69,3 +69,49 @@ def test_no_edge_guard_needs_a_threshold_above_the_border_peaks():
     r = tool.choose_rule(obs_noedge, 0, 100.0, 0.0)
     border = obs["conf"][obs["off_image"] & (obs["conf"] > 0.5)]
     assert min(r["thresholds"].values()) > border.max()
+
+
+def _slip_obs(seed: int = 3) -> dict[str, np.ndarray]:
+    """Like :func:`_obs`, plus a few off-image vertebral corners decoded well inside the image with
+    confidences 0.70-0.76 (a level slip): they set the raw vertebral threshold."""
+    obs = _obs(seed=seed)
+    rng = np.random.default_rng(seed)
+    slips = [(i, 20 + i % 8) for i in range(0, 30, 6)]  # 5 images, a vertebral corner each
+    for (i, k), c in zip(slips, rng.uniform(0.70, 0.76, len(slips))):
+        obs["vis"][i, k], obs["off_image"][i, k] = 0, True
+        obs["conf"][i, k], obs["edge_px"][i, k] = c, 40.0
+    obs["slips"] = np.array(slips)
+    return obs
+
+
+def test_pipeline_lowers_the_vertebral_threshold_past_what_the_check_removes():
+    tool = _tool()
+    obs = _slip_obs()
+    raw = tool.choose_rule(obs, 0, 100.0, 0.02)
+    assert raw["thresholds"]["vertebrae"] > 0.76  # the slips set it
+    calls = []
+
+    def pipeline(thresholds, images):
+        # the consistency check hides every slip; below 0.6 a landmark outside the image stays visible
+        calls.append((float(thresholds[20]), set(int(i) for i in images)))
+        return (0 if thresholds[20] >= 0.6 else 1), 0
+
+    out = tool.lower_through_pipeline(raw, obs, pipeline, 0, 100.0, 0.02)
+    assert abs(out["thresholds"]["vertebrae"] - 0.62) < 1e-9  # the last clean step, 0.60, + margin
+    assert out["thresholds"]["skull"] == raw["thresholds"]["skull"]  # only the vertebrae go through it
+    assert out["visible_recall_percent"] >= raw["visible_recall_percent"]
+    steps = out["pipeline"]["steps"]
+    assert steps[-1]["passed"] is False and all(s["passed"] for s in steps[:-1])
+    # the steps measure the images the raw rule gives a false "visible": the slips among them
+    assert {int(i) for i, _ in obs["slips"]} <= set().union(*(imgs for _, imgs in calls))
+    for (t, imgs), s in zip(calls, steps):
+        assert len(imgs) == s["images_measured"] and abs(t - s["threshold"]) < 1e-9
+
+
+def test_pipeline_that_keeps_the_slips_keeps_the_raw_threshold():
+    tool = _tool()
+    obs = _slip_obs()
+    raw = tool.choose_rule(obs, 0, 100.0, 0.02)
+    out = tool.lower_through_pipeline(raw, obs, lambda thr, imgs: (len(imgs), 0), 0, 100.0, 0.02)
+    assert out["thresholds"] == raw["thresholds"]
+    assert len(out["pipeline"]["steps"]) == 1 and not out["pipeline"]["steps"][0]["passed"]

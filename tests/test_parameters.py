@@ -24,6 +24,8 @@ from cervisag_edge.core.parameters import (
     PARAMETER_UNITS,
     SagittalParameters,
     compute_parameters,
+    facing_hint,
+    parameters_from_px,
 )
 
 H = 14.0  # body height along the posterior wall (mm)
@@ -283,6 +285,44 @@ def test_facing_fallback_and_failure() -> None:
     assert compute_parameters(mirrored).facing == "left"
     with pytest.raises(InputError, match="facing.*C1_ANT/C1_POST.*MCG_PNS/MCG_OCC"):
         compute_parameters(_nan(pts, "C1_ANT", "MCG_OCC"))
+
+
+def _posterior_only(pts: np.ndarray) -> np.ndarray:
+    """Only the posterior corners (PS, PI) and the dens: no anterior/posterior pair tells the facing."""
+    keep = {n for n in LANDMARK_NAMES if n.endswith(("_PS", "_PI"))} | {"DENS_TIP", "DENS_PS"}
+    return _nan(pts, *(n for n in LANDMARK_NAMES if n not in keep))
+
+
+@pytest.mark.parametrize("facing_left", [False, True])
+def test_facing_hint_decides_when_the_reported_landmarks_cannot(facing_left: bool) -> None:
+    path = Path([(1.0, math.radians(0.25))])
+    full = build(path, facing_left=facing_left)
+    shown = _posterior_only(full)
+    with pytest.raises(InputError, match="facing cannot be determined"):
+        compute_parameters(shown)
+    # the weak anterior peaks (below the reporting threshold, above FACING_EVIDENCE) tell it
+    conf = np.where(np.isnan(shown[:, 0]), 0.5, 0.95)
+    hint = facing_hint(full, conf, np.ones(len(LANDMARK_NAMES), bool))
+    assert hint == (-1.0 if facing_left else 1.0)
+    p = compute_parameters(shown, facing_hint=hint)
+    assert p.facing == ("left" if facing_left else "right")
+    ref = compute_parameters(full)
+    assert p.borden_mm == pytest.approx(ref.borden_mm) and p.cci_percent == pytest.approx(ref.cci_percent)
+    # a wrong hint never overrides landmarks that tell the facing themselves
+    assert compute_parameters(full, facing_hint=-hint).facing == ref.facing
+    # parameters_from_px passes it on; without it no geometry is computed
+    vis = ~np.isnan(shown[:, 0])
+    assert parameters_from_px(full, vis, (1.0, 1.0), facing_hint=hint)[2] is None
+    assert "facing cannot be determined" in parameters_from_px(full, vis, (1.0, 1.0))[2]
+
+
+def test_facing_hint_needs_evidence_inside_the_image() -> None:
+    full = build(Path([(1.0, math.radians(0.25))]))
+    k = len(LANDMARK_NAMES)
+    assert facing_hint(full, np.full(k, 0.29), np.ones(k, bool)) is None  # below FACING_EVIDENCE
+    assert facing_hint(full, np.full(k, 0.9), np.zeros(k, bool)) is None  # all outside the image
+    with pytest.raises(InputError, match="facing_hint"):
+        compute_parameters(_posterior_only(full), facing_hint=0.5)
 
 
 @pytest.mark.parametrize("shape", [(33, 2), (34, 3), (68,), (2, 34)])

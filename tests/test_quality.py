@@ -182,7 +182,9 @@ def test_pydicom_data_films_are_not_lateral_cspines(measurer, name: str) -> None
     assert "not_lateral_cspine" in flags
     assert all(getattr(m.parameters, k) is None for k in PARAMETER_NAMES)
     assert m.parameter_intervals == {}
-    assert any("not a lateral cervical spine" in w for w in m.warnings)
+    assert not any(lm.visible or lm.estimated for lm in m.landmarks)  # nothing on it is believed
+    assert all(lm.sd_mm is None for lm in m.landmarks)
+    assert any("not a lateral cervical spine" in w and "no parameters or landmarks" in w for w in m.warnings)
 
 
 def test_cli_no_estimates_option() -> None:

@@ -106,6 +106,25 @@ def test_fewest_observed_landmarks(model: ShapeModel) -> None:
             assert np.nanmean(sd[list(vertebra_corner_indices("T1"))]) > np.nanmean(sd[list(vertebra_corner_indices("C3"))])
 
 
+def test_weak_anterior_peaks_tell_the_facing_for_estimates(model: ShapeModel) -> None:
+    """Only posterior corners visible: no pair tells the facing, but the weak anterior peaks
+    (confidence ≥ FACING_EVIDENCE inside the image) do, so the hidden corners are still estimated."""
+    rng = np.random.default_rng(31)
+    cal = UncertaintyCalibration(shape_model=model)
+    for facing in ("right", "left"):
+        truth = random_chain(rng, facing)
+        vis = np.zeros(NUM_LANDMARKS, bool)
+        vis[[i for i, n in enumerate(LANDMARK_NAMES) if n.endswith(("_PS", "_PI")) and n[:2] in ("C2", "C3", "C4")]] = True
+        inside = np.ones(NUM_LANDMARKS, bool)
+        weak = np.where(vis, 0.95, 0.5)
+        est = estimate_landmarks(truth, weak, vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0)
+        assert est.mask[list(vertebra_corner_indices("C7"))].all(), facing
+        err = np.hypot(*(est.points_px[est.mask] - truth[est.mask]).T)
+        assert np.median(err) < 5.0, facing  # on the right side of the spine, not mirrored
+        none = estimate_landmarks(truth, np.where(vis, 0.95, 0.1), vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0)
+        assert not none.mask.any()  # no evidence of the facing: nothing estimated
+
+
 def test_weak_peak_is_used_when_consistent_and_rejected_when_far(model: ShapeModel) -> None:
     rng = np.random.default_rng(8)
     truth = random_chain(rng)

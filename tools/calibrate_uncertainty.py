@@ -55,7 +55,6 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None, consistency:
     :class:`~cervisag_edge.core.consistency.ConsistencyCheck` or None); ``"manifest"``: the manifest's own."""
     from cervisag_edge.io import read_image
     from cervisag_edge.core.measurer import Measurer
-    from cervisag_edge.core.parameters import coincident
     from cervisag_edge.core.uncertainty import spread_mm2
     from cervisag_edge.tooling.verify.dataset import load_dataset
 
@@ -72,19 +71,14 @@ def collect(data_dirs: list[str], manifest: str, limit: int | None, consistency:
         full = {im["id"]: im for im in doc["images"]}
         items = ds.items[:limit] if limit else ds.items
         for n, it in enumerate(items):
-            img = read_image(it.path)
-            x, tf = m.preprocess(img.display)
+            img = read_image(it.path, resize_to=m.resize_size)  # as Measurer.measure reads it
+            x, tf = m.preprocess_image(img)
             hm = m.backend.infer(x)[0]
-            pts, conf, vis = m.decode(hm, tf)
-            refined = np.zeros(len(pts), dtype=bool)
-            if m.refiner is not None:  # the second stage moves visible corners, as in Measurer._finish
-                r = m.refiner.refine(img, pts, vis)
-                pts, refined = r.landmarks_px, r.refined
-            before = vis
-            vis, _ = m.consistent(pts, vis, img.pixel_spacing_mm)  # as Measurer._finish
-            vis = vis & ~coincident(pts, vis)
+            loc = m.locate(img, hm, tf)  # both stages and the checks, the runtime's own steps
+            pts, conf, vis = loc.landmarks_px, loc.confidence, loc.visible
+            refined = loc.refined if loc.refined is not None else np.zeros(len(pts), dtype=bool)
             sp = img.pixel_spacing_mm or it.pixel_spacing_mm
-            rows["rejected"].append(before & ~vis)
+            rows["rejected"].append(loc.reported & ~vis)
             im = full[it.image_id]
             rows["pts"].append(pts)  # (34, 2) px
             rows["conf"].append(conf)
@@ -165,7 +159,7 @@ def _refined(data: dict[str, np.ndarray]) -> np.ndarray:
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
     """:func:`cervisag_edge.core.uncertainty.uncertain_parameters` on every cached image, from the
     measured parameters as the Measurer computes them (all None when no geometry can be)."""
-    from cervisag_edge.core.parameters import parameters_from_px
+    from cervisag_edge.core.parameters import facing_hint, parameters_from_px
     from cervisag_edge.core.uncertainty import uncertain_parameters
 
     out = []
@@ -173,7 +167,8 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
         sp = tuple(data["spacing"][i])
         vis = data["vis"][i].astype(bool)
         try:
-            measured, _, _ = parameters_from_px(data["pts"][i], vis, sp)
+            hint = facing_hint(data["pts"][i], data["conf"][i], data["inside"][i].astype(bool))
+            measured, _, _ = parameters_from_px(data["pts"][i], vis, sp, facing_hint=hint)
             res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
                                        data["spread"][i], sp, measured, cal, estimates=estimates, refined=_refined(data)[i])
         except ValueError:

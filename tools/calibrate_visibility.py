@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Calibrate a model's visibility rule on labelled held-out data; write it to the manifest.
 
-    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [CALIB_DIR ...] [--max-unexposed-percent 10]
+    python tools/calibrate_visibility.py engines/cervisag_unet.json CALIB_DIR [CALIB_DIR ...] [--max-unexposed-percent 10] \
+        [--variant engines/cervisag_unet.fp16.json ...]
 
 ``CALIB_DIR`` is a COCO keypoints set (``cervisag phantoms CALIB_DIR --count N --seed S`` with a seed
 used neither for training nor for the held-out test set). Every image is measured with the
@@ -17,8 +18,20 @@ which, on the calibration data,
   collimator shutter) are;
 
 then the edge guard with the best visible recall wins, and every threshold is raised by
-``--margin``. The manifest's codec gets the rule; ``extra.visibility_calibration`` records the
-counts, the visible recall and the data it came from.
+``--margin``.
+
+**Through the pipeline** (the default; ``--raw-only`` skips it): the runtime's shape-consistency
+check (``extra.uncertainty.consistency``, docs/levels.md) reports a vertebral corner that does not
+fit the others hidden, after the second stage. It can only take landmarks away, so a threshold
+the raw peaks fail may still be clean in what the runtime reports. The vertebral threshold is
+lowered step by step below the raw choice: at each step the full pipeline (both stages and the
+check) measures the calibration images that the raw rule would give a false "visible" (outside
+the image or unexposed), and the step passes when, in that output, the same constraints hold.
+The first step that fails stops the descent; the last clean one, plus ``--margin``, is kept.
+Only the vertebral corners go through this: the check never touches the skull, C1 or the dens.
+
+The manifest's codec gets the rule; ``extra.visibility_calibration`` records the counts, the
+visible recall (of the raw rule; the check may hide a few more) and the data it came from.
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +53,14 @@ GROUPS: dict[str, tuple[int, ...]] = {"skull": (0, 1), "c1": (2, 3), "dens": (4,
 MARGINS_PX = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 EDGE_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
 GRID = np.round(np.arange(0.2, 0.951, 0.01), 4)
+
+
+def _off_image(item) -> np.ndarray:
+    """(K,) bool: the item's annotated position lies outside the image."""
+    ref = item.all_keypoints_px if item.all_keypoints_px is not None else item.keypoints_px
+    w, h = item.width, item.height
+    with np.errstate(invalid="ignore"):
+        return (ref[:, 0] < -0.5) | (ref[:, 0] > w - 0.5) | (ref[:, 1] < -0.5) | (ref[:, 1] > h - 0.5)
 
 
 def raw_observations(manifest: Path, data_dir: Path) -> dict[str, np.ndarray]:
@@ -62,10 +84,7 @@ def raw_observations(manifest: Path, data_dir: Path) -> dict[str, np.ndarray]:
             conf.append([lm.confidence if lm.visible else 0.0 for lm in meas.landmarks])
             edge.append(edge_distance_input_px(pts, meas.image_size_px, scale))
             vis.append(item.visibility)
-            ref = item.all_keypoints_px if item.all_keypoints_px is not None else item.keypoints_px
-            w, h = item.width, item.height
-            with np.errstate(invalid="ignore"):
-                off.append((ref[:, 0] < -0.5) | (ref[:, 0] > w - 0.5) | (ref[:, 1] < -0.5) | (ref[:, 1] > h - 0.5))
+            off.append(_off_image(item))
     return {"conf": np.asarray(conf), "edge_px": np.nan_to_num(np.asarray(edge), nan=-1.0), "vis": np.asarray(vis, dtype=np.int64),
             "off_image": np.asarray(off, dtype=bool)}
 
@@ -127,6 +146,87 @@ def choose_rule(obs: dict[str, np.ndarray], max_false_visible: int = 0, max_unex
     }
 
 
+def _false_visible(rep: np.ndarray, vis: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) per image: landmarks outside the image reported visible, unexposed ones reported visible."""
+    return (rep & (vis == 0) & off).sum(1), (rep & (vis == 0) & ~off).sum(1)
+
+
+PipelineCheck = Callable[[np.ndarray, np.ndarray], tuple[int, int]]
+
+
+def lower_through_pipeline(result: dict, obs: dict[str, np.ndarray], pipeline: PipelineCheck, max_false_visible: int = 0,
+                           max_unexposed_percent: float = 10.0, margin: float = 0.02, group: str = "vertebrae") -> dict:
+    """``result`` of :func:`choose_rule` with ``group``'s threshold lowered through the pipeline
+    (module docstring). ``pipeline(thresholds (K,), images (n,) int)`` measures those images with
+    that rule (the result's edge guard) through the full runtime and returns (landmarks outside
+    the image reported visible, unexposed reported visible) over them. The result gains
+    ``pipeline`` (the steps tried) and, when lowered, new thresholds and raw recall."""
+    conf, edge, vis, off = obs["conf"], obs["edge_px"], obs["vis"], obs["off_image"]
+    cols = list(GROUPS[group])
+    thr = np.asarray(result["threshold_per_landmark"], dtype=np.float64).copy()
+    m_px, e_thr = float(result["edge_margin_px"]), float(result["edge_confidence_threshold"])
+    allowed_unexp = max_unexposed_percent / 100.0 * int(((vis == 0) & ~off)[:, cols].sum())
+    raw_choice = float(thr[cols[0]]) - margin
+    steps, best = [], None
+    for t in GRID[GRID < raw_choice - 1e-9][::-1]:
+        trial = thr.copy()
+        trial[cols] = t
+        rep = (conf >= trial) & (edge >= 0) & ((edge >= m_px) | (conf >= e_thr))
+        n_off, n_unexp = _false_visible(rep, vis, off)
+        images = np.flatnonzero((n_off > 0) | (n_unexp > 0))
+        p_off, p_unexp = pipeline(trial, images) if images.size else (0, 0)
+        ok = p_off <= max_false_visible and p_unexp <= allowed_unexp
+        steps.append({"threshold": round(float(t), 4), "images_measured": int(images.size), "raw_outside_visible": int(n_off.sum()),
+                      "outside_image_reported_visible": int(p_off), "unexposed_reported_visible": int(p_unexp), "passed": bool(ok)})
+        if not ok:
+            break
+        best = float(t)
+    out = dict(result)
+    out["pipeline"] = {"group": group, "raw_threshold": round(raw_choice + margin, 4), "steps": steps}
+    if best is None:
+        return out
+    thr[cols] = min(best + margin, 1.0)
+    rep = (conf >= thr) & (edge >= 0) & ((edge >= m_px) | (conf >= e_thr))
+    shown = vis == 2
+    out["threshold_per_landmark"] = thr
+    out["thresholds"] = {name: round(float(thr[idx[0]]), 4) for name, idx in GROUPS.items()}
+    out["visible_recall_percent"] = float(rep[shown].mean() * 100) if shown.any() else float("nan")
+    out["hidden_reported_visible_percent"] = float(rep[vis == 1].mean() * 100) if (vis == 1).any() else 0.0
+    # what the raw peaks alone would give; the pipeline's own counts are in the steps
+    out["raw_outside_image_reported_visible"] = int(_false_visible(rep, vis, off)[0].sum())
+    out["raw_unexposed_reported_visible"] = int(_false_visible(rep, vis, off)[1].sum())
+    out.pop("outside_image_reported_visible", None)
+    out.pop("unexposed_reported_visible", None)
+    last = steps[[s["threshold"] for s in steps].index(round(best, 4))]
+    out["pipeline"]["outside_image_reported_visible_at_step"] = last["outside_image_reported_visible"]
+    return out
+
+
+def measurer_pipeline(manifest: Path, items: Sequence, result: dict) -> PipelineCheck:
+    """The real :data:`PipelineCheck`: a default :class:`~cervisag_edge.Measurer` (both stages,
+    the consistency check) whose visibility rule is replaced by the trial one."""
+    from cervisag_edge import Measurer
+    from cervisag_edge.core.visibility import VisibilityRule
+
+    def run(thresholds: np.ndarray, images: np.ndarray) -> tuple[int, int]:
+        rule = VisibilityRule(tuple(float(t) for t in thresholds), float(result["edge_margin_px"]),
+                              float(result["edge_confidence_threshold"]))
+        n_off = n_unexp = 0
+        with Measurer(str(manifest)) as m:
+            m.visibility = rule  # the trial rule; everything after it is the runtime's own
+            for i in images:
+                item = items[int(i)]
+                meas = m.measure(item.path, pixel_spacing_mm=item.pixel_spacing_mm)
+                rep = np.array([lm.visible for lm in meas.landmarks])
+                o, u = _false_visible(rep[None], np.asarray(item.visibility)[None], _off_image(item)[None])
+                n_off, n_unexp = n_off + int(o[0]), n_unexp + int(u[0])
+        logger.info("pipeline at %s: %d images, %d outside and %d unexposed reported visible",
+                    rule.describe(), len(images), n_off, n_unexp)
+        return n_off, n_unexp
+
+    return run
+
+
 def rule_from_result(result: dict):
     from cervisag_edge.core.visibility import VisibilityRule
 
@@ -143,12 +243,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="%% of the v = 0 landmarks inside the image (under shutters) allowed visible")
     ap.add_argument("--margin", type=float, default=0.02, help="added to every calibrated threshold")
     ap.add_argument("--describe", default="", help="what the calibration set is, for the manifest")
+    ap.add_argument("--variant", action="append", type=Path, default=[], metavar="JSON",
+                    help="a precision variant's manifest that gets the same rule (repeatable)")
+    ap.add_argument("--raw-only", action="store_true",
+                    help="calibrate on the raw peaks alone, not through the pipeline's consistency check")
     ap.add_argument("--dry-run", action="store_true", help="print, do not write the manifest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     parts = [raw_observations(args.manifest, d) for d in args.data]
     obs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     result = choose_rule(obs, args.max_false_visible, args.max_unexposed_percent, args.margin)
+    if not args.raw_only:
+        from cervisag_edge.tooling.verify.dataset import load_dataset
+
+        items = [it for d in args.data for it in load_dataset(d).items]  # the order of obs
+        result = lower_through_pipeline(result, obs, measurer_pipeline(args.manifest, items, result), args.max_false_visible,
+                                        args.max_unexposed_percent, args.margin)
     rule = rule_from_result(result)
     record = {k: v for k, v in result.items() if k != "threshold_per_landmark"}
     record["data"] = args.describe or ", ".join(d.name for d in args.data)
@@ -157,13 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("calibration %s", json.dumps(record))
     if args.dry_run:
         return 0
-    doc = json.loads(args.manifest.read_text())
-    for key in ("confidence_threshold", "confidence_thresholds", "edge_margin_px", "edge_confidence_threshold"):
-        doc["codec"].pop(key, None)
-    doc["codec"].update(rule.to_codec())
-    doc.setdefault("extra", {})["visibility_calibration"] = record
-    args.manifest.write_text(json.dumps(doc, indent=2) + "\n")
-    logger.info("wrote the visibility rule (%s) to %s", rule.describe(), args.manifest)
+    for path in [args.manifest, *args.variant]:
+        doc = json.loads(path.read_text())
+        for key in ("confidence_threshold", "confidence_thresholds", "edge_margin_px", "edge_confidence_threshold"):
+            doc["codec"].pop(key, None)
+        doc["codec"].update(rule.to_codec())
+        doc.setdefault("extra", {})["visibility_calibration"] = dict(record, measured_with=args.manifest.name)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        logger.info("wrote the visibility rule (%s) to %s", rule.describe(), path)
     return 0
 
 

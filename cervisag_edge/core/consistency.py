@@ -77,11 +77,12 @@ class ConsistencyCheck:
                 "fallback_spacing_mm": float(self.fallback_spacing_mm), "max_rejections": int(self.max_rejections),
                 "min_observed": int(self.min_observed)}
 
-    def check(self, pts_px: np.ndarray, visible: np.ndarray, spacing_mm: tuple[float, float] | None
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def check(self, pts_px: np.ndarray, visible: np.ndarray, spacing_mm: tuple[float, float] | None,
+              facing_hint: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rejected (K,) bool, d² (K,))`` for the (K, 2) ``pts_px`` reported ``visible``;
-        ``spacing_mm`` (row, col) or None (then :attr:`fallback_spacing_mm`). Nothing is rejected
-        when the facing cannot be told or the geometry is degenerate."""
+        ``spacing_mm`` (row, col) or None (then :attr:`fallback_spacing_mm`); ``facing_hint`` ±1
+        (:func:`~cervisag_edge.core.parameters.facing_hint`) or None. Nothing is rejected when the
+        facing cannot be told or the geometry is degenerate."""
         vis = np.asarray(visible, dtype=bool) & np.all(np.isfinite(pts_px), axis=1)
         rejected = np.zeros(NUM_LANDMARKS, dtype=bool)
         d2 = np.full(NUM_LANDMARKS, np.nan)
@@ -92,7 +93,7 @@ class ConsistencyCheck:
             if int(vis.sum()) <= self.min_observed:
                 break
             try:
-                d2 = self.model.loo_d2(pts_px, cov, vis)
+                d2 = self.model.loo_d2(pts_px, cov, vis, facing_hint)
             except (ValueError, np.linalg.LinAlgError):  # facing undecidable, degenerate geometry
                 break
             scored = np.where(vis & _CORNERS, d2, -np.inf)

@@ -198,8 +198,11 @@ def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins
                                np.zeros(NUM_LANDMARKS, dtype=bool), ("",) * NUM_LANDMARKS, np.zeros(NUM_LANDMARKS, dtype=np.int64))
     if not target.any() or int(vis.sum()) < MIN_OBSERVED:
         return empty
+    from .parameters import facing_hint
+
+    hint = facing_hint(pts, conf, ins)  # the weak peaks tell the facing when the visible ones cannot
     try:
-        first = model.condition(pts, cov, vis, target)
+        first = model.condition(pts, cov, vis, target, hint)
     except (ValueError, np.linalg.LinAlgError):  # facing undecidable or degenerate geometry
         return empty
     peak_cov = cov * cal.estimated_scale**2
@@ -216,7 +219,7 @@ def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins
     if accepted.any():
         obs_cov = np.where(accepted[:, None, None], peak_cov, cov)
         try:
-            res = model.condition(pts, obs_cov, vis | accepted, target)
+            res = model.condition(pts, obs_cov, vis | accepted, target, hint)
         except (ValueError, np.linalg.LinAlgError):  # degenerate with the peaks: the estimate without them
             accepted[:] = False
     out = np.full((NUM_LANDMARKS, 2), np.nan)

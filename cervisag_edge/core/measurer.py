@@ -36,7 +36,7 @@ from ..io import LoadedImage, ReadLimits, display_from_array, read_image
 from .landmarks import LANDMARK_NAMES
 from ..engine.manifest import ModelManifest, load_manifest, site_model_warning
 from .measurement import Landmark, Measurement
-from .parameters import parameters_from_px
+from .parameters import coincident, facing_hint, parameters_from_px
 from ..engine.preprocess import LetterboxTransform, letterbox, letterbox_geometry, normalize
 from ..engine.refine import Refiner
 from .uncertainty import UncertaintyCalibration, annotate
@@ -53,6 +53,24 @@ DEFAULT_FACTORY = "cervisag_edge.core.measurer:Measurer"
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
+
+
+@dataclass(frozen=True)
+class Located:
+    """One image's landmarks after both stages and the checks (:meth:`Measurer.locate`).
+
+    ``landmarks_px`` (K, 2) original px; ``confidence`` (K,) stage-1 peaks; ``reported`` (K,) bool
+    under the visibility rule; ``visible`` (K,) bool after the shape-consistency check and the
+    coincident-pair rule; ``refined`` (K,) bool, the corners stage 2 moved (None without it);
+    ``rejected`` the names the consistency check hid; ``facing_hint`` ±1 or None."""
+
+    landmarks_px: np.ndarray
+    confidence: np.ndarray
+    reported: np.ndarray
+    visible: np.ndarray
+    refined: np.ndarray | None
+    rejected: tuple[str, ...]
+    facing_hint: float | None
 
 
 @dataclass(frozen=True)
@@ -211,13 +229,14 @@ class Measurer:
         edge = edge_distance_input_px(pts, tf.original_size, tf.sx)
         return pts, conf, self.visibility.visible(conf, found, edge)
 
-    def consistent(self, pts: np.ndarray, visible: np.ndarray, spacing_mm: tuple[float, float] | None
-                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    def consistent(self, pts: np.ndarray, visible: np.ndarray, spacing_mm: tuple[float, float] | None,
+                   facing_hint: float | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
         """(visible (K,) bool, names rejected) after the manifest's shape-consistency check
-        (:mod:`cervisag_edge.core.consistency`; unchanged when it has none)."""
+        (:mod:`cervisag_edge.core.consistency`; unchanged when it has none); ``facing_hint`` ±1
+        from :func:`~cervisag_edge.core.parameters.facing_hint`."""
         if self.consistency is None:
             return visible, ()
-        rejected, _ = self.consistency.check(pts, visible, spacing_mm)
+        rejected, _ = self.consistency.check(pts, visible, spacing_mm, facing_hint)
         return visible & ~rejected, tuple(n for n, r in zip(LANDMARK_NAMES, rejected) if r)
 
     # -- public API ---------------------------------------------------------------------
@@ -293,29 +312,45 @@ class Measurer:
         x0, y0 = int(round(tf.pad_x)), int(round(tf.pad_y))
         return x[0, 0, y0 : y0 + h, x0 : x0 + w] * self.manifest.std + self.manifest.mean
 
+    def locate(self, img: LoadedImage, heatmaps: np.ndarray, tf: LetterboxTransform,
+               timings: dict[str, float] | None = None) -> Located:
+        """Every post-inference step before the parameters, in the runtime's order: decode (the
+        level chain and the visibility rule), the second stage, the facing hint, the
+        shape-consistency check, coincident pairs. ``heatmaps`` (K, h, w) of ``img`` through
+        ``tf``; ``timings`` (ms) gains ``decode_ms`` and, with stage 2, ``refine_ms`` and
+        ``refine_inference_ms``; the checks' time goes to the caller's ``parameters_ms``."""
+        t = timings if timings is not None else {}
+        t3 = time.perf_counter()
+        pts, conf, reported = self.decode(heatmaps, tf)
+        t["decode_ms"] = _ms(t3)
+        refined = None
+        if self.refiner is not None:
+            r = self.refiner.refine(img, pts, reported)  # crops convert their windows only
+            pts, refined = r.landmarks_px, r.refined
+            t["refine_ms"] = r.crop_ms + r.inference_ms + r.decode_ms
+            t["refine_inference_ms"] = r.inference_ms
+        hint = facing_hint(pts, conf, tf.inside_original(pts))
+        visible, rejected = self.consistent(pts, reported, img.pixel_spacing_mm, hint)
+        visible = visible & ~coincident(pts, visible)
+        return Located(pts, conf, reported, visible, refined, rejected, hint)
+
     def _finish(self, img: LoadedImage, heatmaps: np.ndarray, tf: LetterboxTransform,
                 timings: dict[str, float], t_start: float, model_view: np.ndarray | None = None) -> Measurement:
         source = img.path
         t3 = time.perf_counter()
-        pts, conf, visible = self.decode(heatmaps, tf)
-        timings["decode_ms"] = _ms(t3)
-        refined = None
-        if self.refiner is not None:
-            r = self.refiner.refine(img, pts, visible)  # crops convert their windows only
-            pts, refined = r.landmarks_px, r.refined
-            timings["refine_ms"] = r.crop_ms + r.inference_ms + r.decode_ms
-            timings["refine_inference_ms"] = r.inference_ms
+        loc = self.locate(img, heatmaps, tf, timings)
+        checks_ms = _ms(t3) - timings["decode_ms"] - timings.get("refine_ms", 0.0)  # reported with the parameters
         t4 = time.perf_counter()
+        pts, conf, refined, rejected = loc.landmarks_px, loc.confidence, loc.refined, loc.rejected
         sp = img.pixel_spacing_mm
-        visible, rejected = self.consistent(pts, visible, sp)
-        params, visible, problem = parameters_from_px(pts, visible, sp)
+        params, visible, problem = parameters_from_px(pts, loc.visible, sp, facing_hint=loc.facing_hint)
         warnings = list(img.warnings)
         if rejected:
             warnings.append(f"{source}: {', '.join(rejected)} not reported: inconsistent with the other landmarks "
                             f"(shape model d² > {self.consistency.max_d2:.1f})")
         if problem:
             warnings.append(f"{source}: {problem}")
-        timings["parameters_ms"] = _ms(t4)
+        timings["parameters_ms"] = checks_ms + _ms(t4)
         n_hidden = int((~visible).sum())
         if n_hidden:
             warnings.append(f"{source}: {n_hidden} landmark(s) below {self.visibility.describe()} or outside the image")

@@ -66,6 +66,9 @@ _INDEX = {name: i for i, name in enumerate(LANDMARK_NAMES)}
 BORDEN_WALL: tuple[str, ...] = tuple(f"C{k}_{c}" for k in range(2, 7) for c in ("PS", "PI")) + ("C7_PS",)
 #: Anterior/posterior pairs used to decide the facing when no vertebral corner pair is present.
 _FACING_FALLBACK: tuple[tuple[str, str], ...] = (("C1_ANT", "C1_POST"), ("MCG_PNS", "MCG_OCC"))
+#: Heatmap peak at which a decoded landmark, reported or not, may tell the facing when the
+#: reported ones cannot (:func:`facing_hint`): the evidence level of ``quality.LEVEL_EVIDENCE``.
+FACING_EVIDENCE = 0.3
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -194,8 +197,9 @@ def _as_array(landmarks_mm: ArrayLike) -> np.ndarray:
     return pts
 
 
-def _facing_sign(pts: _Points) -> float:
-    """+1 if anterior is +x in the input, −1 if it is −x (see the module docstring)."""
+def _facing_sign(pts: _Points, hint: float | None = None) -> float:
+    """+1 if anterior is +x in the input, −1 if it is −x (see the module docstring). ``hint``
+    (±1, from :func:`facing_hint`) decides when the landmarks present cannot."""
     total = 0.0
     used = False
     for v in VERTEBRAE:
@@ -211,6 +215,10 @@ def _facing_sign(pts: _Points) -> float:
             if diff != 0.0:
                 logger.debug("facing decided by %s vs %s (no vertebral corner pair)", ant, post)
                 return 1.0 if diff > 0 else -1.0
+    if hint is not None:
+        if hint not in (1.0, -1.0):
+            raise InputError(f"facing_hint = {hint!r}: expected +1 or -1")
+        return float(hint)
     raise InputError(
         "landmarks_mm: facing cannot be determined: no vertebral AS/PS or AI/PI pair (C2…T1), "
         "C1_ANT/C1_POST or MCG_PNS/MCG_OCC pair with distinct x is present"
@@ -249,16 +257,17 @@ def _check_degenerate(pts: _Points) -> dict[str, np.ndarray]:
     return centroids
 
 
-def compute_parameters(landmarks_mm: ArrayLike) -> SagittalParameters:
+def compute_parameters(landmarks_mm: ArrayLike, *, facing_hint: float | None = None) -> SagittalParameters:
     """Compute :class:`SagittalParameters` from (34, 2) landmarks in mm (x right, y down).
 
     NaN rows are missing landmarks: each value that needs one is None and named in
-    ``unavailable``. Raises :class:`~cervisag_edge.errors.InputError` (a ``ValueError``)
-    for a wrong shape, infinite values, coincident line points, degenerate vertebral
-    bodies, or when the facing cannot be determined.
+    ``unavailable``. ``facing_hint`` (±1, :func:`facing_hint`) gives the facing when the
+    landmarks present cannot tell it. Raises :class:`~cervisag_edge.errors.InputError` (a
+    ``ValueError``) for a wrong shape, infinite values, coincident line points, degenerate
+    vertebral bodies, or when the facing cannot be determined.
     """
     raw = _as_array(landmarks_mm)
-    sign = _facing_sign(_Points(raw))
+    sign = _facing_sign(_Points(raw), facing_hint)
     pts_arr = raw.copy()
     pts_arr[:, 0] *= sign
     p = _Points(pts_arr)
@@ -382,19 +391,37 @@ def unavailable_parameters(missing: tuple[str, ...]) -> SagittalParameters:
     return SagittalParameters(**args)  # type: ignore[arg-type]
 
 
-def parameters_from_px(landmarks_px: np.ndarray, visible: np.ndarray, pixel_spacing_mm: tuple[float, float] | None
-                       ) -> tuple[SagittalParameters, np.ndarray, str | None]:
+def facing_hint(landmarks_px: np.ndarray, confidence: np.ndarray, inside: np.ndarray) -> float | None:
+    """±1: the facing told by every decoded landmark with a heatmap peak of at least
+    :data:`FACING_EVIDENCE` inside the image, reported visible or not (the same rule as
+    :func:`compute_parameters`); None when even these cannot tell it.
+
+    A film whose reported landmarks are all posterior corners (anterior ones below the reporting
+    threshold) still shows which way the patient faces: the weak anterior peaks lie on one side.
+    ``landmarks_px`` (34, 2); ``confidence``/``inside`` (34,)."""
+    use = (np.asarray(confidence, dtype=np.float64) >= FACING_EVIDENCE) & np.asarray(inside, dtype=bool)
+    pts = np.where(use[:, None], np.asarray(landmarks_px, dtype=np.float64), np.nan)
+    try:
+        return _facing_sign(_Points(pts))
+    except InputError:
+        return None
+
+
+def parameters_from_px(landmarks_px: np.ndarray, visible: np.ndarray, pixel_spacing_mm: tuple[float, float] | None,
+                       *, facing_hint: float | None = None) -> tuple[SagittalParameters, np.ndarray, str | None]:
     """Parameters of model landmarks in image pixels: ``(parameters, visible, problem)``.
 
     ``landmarks_px`` (34, 2) image px; ``visible`` (34,) bool; ``pixel_spacing_mm`` (row, col) or
-    None (millimetre values then None). Coincident pairs are dropped from ``visible`` first. When
-    no geometry can be computed the parameters are all None and ``problem`` says why."""
+    None (millimetre values then None); ``facing_hint`` as in :func:`compute_parameters`.
+    Coincident pairs are dropped from ``visible`` first. When no geometry can be computed the
+    parameters are all None and ``problem`` says why."""
     visible = visible & ~coincident(landmarks_px, visible)
     pts = np.where(visible[:, None], landmarks_px, np.nan)
     try:
         if pixel_spacing_mm is not None:
-            return compute_parameters(pts * np.array([pixel_spacing_mm[1], pixel_spacing_mm[0]])), visible, None
-        return compute_parameters(pts).without_lengths(), visible, None
+            mm = pts * np.array([pixel_spacing_mm[1], pixel_spacing_mm[0]])
+            return compute_parameters(mm, facing_hint=facing_hint), visible, None
+        return compute_parameters(pts, facing_hint=facing_hint).without_lengths(), visible, None
     except ValueError as exc:  # no usable geometry (e.g. too few landmarks to tell the facing)
         missing = tuple(n for n, v in zip(LANDMARK_NAMES, visible) if not v)
         return unavailable_parameters(missing), visible, f"parameters not computed: {exc}"

@@ -61,12 +61,13 @@ POSE_VARIANCE = 1.0
 _CHAIN = np.array([n[:2] in ("C2", "C3", "C4", "C5", "C6", "C7", "T1") and n[2] == "_" for n in LANDMARK_NAMES])
 
 
-def facing_sign(pts: np.ndarray) -> float:
+def facing_sign(pts: np.ndarray, hint: float | None = None) -> float:
     """+1 if anterior is +x in ``pts`` (K, 2) (NaN rows missing), −1 if −x; the rule of
-    :func:`cervisag_edge.core.parameters.compute_parameters`. Raises ``ValueError`` when undecidable."""
+    :func:`cervisag_edge.core.parameters.compute_parameters` (``hint`` ±1 decides when the points
+    cannot). Raises ``ValueError`` when undecidable."""
     from .parameters import _facing_sign, _Points  # the one facing rule
 
-    return _facing_sign(_Points(np.asarray(pts, dtype=np.float64)))
+    return _facing_sign(_Points(np.asarray(pts, dtype=np.float64)), hint)
 
 
 def _complex(p: np.ndarray) -> np.ndarray:
@@ -175,15 +176,16 @@ class ShapeModel:
             raise ValueError(f"{origin}: invalid shape model: {type(exc).__name__}: {exc}") from None
 
     # ------------------------------------------------------------------ conditioning
-    def condition(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray, hidden: np.ndarray) -> Conditional:
+    def condition(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray, hidden: np.ndarray,
+                  facing_hint: float | None = None) -> Conditional:
         """Estimate the landmarks ``hidden`` (K,) bool from the ``observed`` (K,) ones.
 
         ``pts_px`` (K, 2) and ``cov_px2`` (K, 2, 2) (the observation noise) are read only where
         ``observed``. A landmark both observed and asked for gets its posterior (the noisy
         observation combined with the others). Needs at least 3 observed landmarks (a
         similarity has 4 parameters); raises ``ValueError`` when fewer or when the facing cannot
-        be told."""
-        obs, sign, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed)
+        be told (``facing_hint`` ±1 tells it when the observed landmarks cannot)."""
+        obs, sign, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed, facing_hint)
         hid = np.flatnonzero(np.asarray(hidden, dtype=bool))
         oi = np.stack([2 * obs, 2 * obs + 1], axis=1).ravel()
         hi = np.stack([2 * hid, 2 * hid + 1], axis=1).ravel()
@@ -207,7 +209,8 @@ class ShapeModel:
         return Conditional(hid, pts, per, joint)
 
 
-    def loo_d2(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    def loo_d2(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray,
+               facing_hint: float | None = None) -> np.ndarray:
         """(K,) leave-one-out consistency of each ``observed`` landmark: the squared Mahalanobis
         distance of its position from the model's prediction given all the other observed ones
         (their noise ``cov_px2`` (K, 2, 2) included); NaN where not observed. For a landmark
@@ -216,8 +219,8 @@ class ShapeModel:
         S = cov'_OO + |T⁻¹|² R_O and g = S⁻¹ (w_O − mean_O), landmark i's residual from its
         conditional mean is (S⁻¹)_ii⁻¹ g_i with covariance (S⁻¹)_ii⁻¹, so d²_i = g_iᵀ (S⁻¹)_ii⁻¹ g_i
         (the pose comes from all observed landmarks, outlier included, which only lowers d²).
-        Raises ``ValueError`` like :meth:`condition`."""
-        obs, _, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed)
+        Raises ``ValueError`` like :meth:`condition` (``facing_hint`` as there)."""
+        obs, _, A, mu_o, p, _, G = self._observed_system(pts_px, cov_px2, observed, facing_hint)
         g = G @ (A @ p - mu_o)
         n = len(obs)
         blocks = G.reshape(n, 2, n, 2)[np.arange(n), :, np.arange(n), :]  # (n, 2, 2) diagonal blocks of S⁻¹
@@ -226,8 +229,8 @@ class ShapeModel:
         out[obs] = np.einsum("ni,ni->n", gi, np.linalg.solve(blocks, gi[..., None])[..., 0])
         return out
 
-    def _observed_system(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray
-                         ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+    def _observed_system(self, pts_px: np.ndarray, cov_px2: np.ndarray, observed: np.ndarray,
+                         facing_hint: float | None = None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
         """For the ``observed`` (K,) landmarks of ``pts_px`` (K, 2) with noise ``cov_px2`` (K, 2, 2):
         their indices (n,), the facing sign, the pose design A (2n, 4), the observed mean (2n,),
         the pose p (4,) posing the facing-normalised observations on the mean, |T⁻¹|² and
@@ -238,7 +241,7 @@ class ShapeModel:
             raise ValueError(f"shape model needs at least 3 observed landmarks, got {len(obs)}")
         y = np.asarray(pts_px, dtype=np.float64)[obs].copy()
         R = np.asarray(cov_px2, dtype=np.float64)[obs].copy()
-        sign = facing_sign(np.where(observed[:, None], pts_px, np.nan))
+        sign = facing_sign(np.where(observed[:, None], pts_px, np.nan), facing_hint)
         y[:, 0] *= sign
         R[:, 0, 1] *= sign
         R[:, 1, 0] *= sign

@@ -289,7 +289,7 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     ``refined`` (K,) the corners the second stage moved (None: none).
     """
     from .estimation import estimate_landmarks
-    from .parameters import compute_parameters
+    from .parameters import compute_parameters, facing_hint
 
     sp = spacing_mm
     px_mm = np.array([sp[1], sp[0]]) if sp else np.ones(2)
@@ -305,7 +305,7 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
         if est.mask.any():
             full_pts = np.where(est.mask[:, None], est.points_px, pts_used)
             try:
-                full = compute_parameters(full_pts * px_mm)
+                full = compute_parameters(full_pts * px_mm, facing_hint=facing_hint(pts_px, confidence, inside))
             except ValueError as exc:  # estimated geometry degenerate: keep the measured values
                 logger.debug("%s: parameters with estimated landmarks failed: %s", source, exc)
             else:
@@ -349,13 +349,15 @@ def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "Lette
     flags = quality.assess(pts_px, conf, visible, inside, est_mask, params, sp, measurement.image_size_px, display,
                            estimated_px=pts_used)
     warnings = list(measurement.warnings)
-    if quality.blocks_parameters(flags):
+    blocked = quality.blocks_parameters(flags)
+    if blocked:
         from .parameters import unavailable_parameters
 
         params = unavailable_parameters(tuple(LANDMARK_NAMES))
         none = {k: None for k in PARAMETER_NAMES}
         intervals = ParameterIntervals(none, none, none, {k: False for k in PARAMETER_NAMES})
-        warnings.append(f"{measurement.source}: not a lateral cervical spine radiograph; no parameters reported")
+        warnings.append(f"{measurement.source}: not a lateral cervical spine radiograph; no parameters or landmarks reported")
+        est_mask = np.zeros(NUM_LANDMARKS, dtype=bool)
     if not calibration.calibrated:
         warnings.append(f"{measurement.source}: uncertainty not calibrated for model {measurement.model_id}; intervals are indicative")
     sd = sd_of(res.cov_mm2) if sp else np.full(NUM_LANDMARKS, np.nan)
@@ -363,7 +365,9 @@ def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "Lette
     new_lms = []
     for i, lm in enumerate(lms):
         changes: dict[str, Any] = {"estimated": bool(est_mask[i]),
-                                   "sd_mm": float(sd[i]) if np.isfinite(sd[i]) and (visible[i] or est_mask[i]) else None}
+                                   "sd_mm": float(sd[i]) if np.isfinite(sd[i]) and (visible[i] or est_mask[i]) and not blocked else None}
+        if blocked:  # nothing on such an image is believed: no landmark is reported visible
+            changes["visible"] = False
         if est_mask[i]:
             changes.update(x_px=float(pts_used[i, 0]), y_px=float(pts_used[i, 1]),
                            x_mm=float(pts_used[i, 0] * px_mm[0]) if px_mm is not None else None,

@@ -222,13 +222,14 @@ def adapt(o: AdaptOptions) -> AdaptResult:
         results[method] = record
 
     def rank(method: str) -> tuple:
-        """Verified first, then no worse than the base (an MRE alone favours finding less), then MRE."""
+        """Verified first, then no worse than the base (an MRE alone favours finding less), then one
+        with a held-out MRE before one without (never mm against px), then MRE or flip disagreement."""
         r = results[method]
         mre = (r.get("candidate") or {}).get("mre_mm")
         if mre is not None:
-            return (not r["passed"], not r.get("no_worse_than_base", False), mre)
+            return (not r["passed"], not r.get("no_worse_than_base", False), False, mre)
         s = scores.get(method) or {}
-        return (True, True, s.get("flip_disagreement_px", math.inf))
+        return (True, True, True, s.get("flip_disagreement_px", math.inf))
 
     chosen = min(results, key=rank)
     src = candidates[chosen].parent
