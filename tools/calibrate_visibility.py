@@ -193,8 +193,9 @@ def lower_through_pipeline(result: dict, obs: dict[str, np.ndarray], pipeline: P
     out["visible_recall_percent"] = float(rep[shown].mean() * 100) if shown.any() else float("nan")
     out["hidden_reported_visible_percent"] = float(rep[vis == 1].mean() * 100) if (vis == 1).any() else 0.0
     # what the raw peaks alone would give; the pipeline's own counts are in the steps
-    out["raw_outside_image_reported_visible"] = int(_false_visible(rep, vis, off)[0].sum())
-    out["raw_unexposed_reported_visible"] = int(_false_visible(rep, vis, off)[1].sum())
+    raw_off, raw_unexp = _false_visible(rep, vis, off)
+    out["raw_outside_image_reported_visible"] = int(raw_off.sum())
+    out["raw_unexposed_reported_visible"] = int(raw_unexp.sum())
     out.pop("outside_image_reported_visible", None)
     out.pop("unexposed_reported_visible", None)
     last = steps[[s["threshold"] for s in steps].index(round(best, 4))]
