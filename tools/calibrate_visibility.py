@@ -95,6 +95,12 @@ def _reported(conf: np.ndarray, edge: np.ndarray, thr: np.ndarray, margin: float
     return (c >= thr) & (e >= 0) & ((e >= margin) | (c >= edge_thr))
 
 
+def _rule_visible(conf: np.ndarray, edge: np.ndarray, thr: np.ndarray, margin_px: float, edge_thr: float) -> np.ndarray:
+    """(N, K) bool: the runtime's rule (VisibilityRule.visible) on the raw observations, with
+    per-landmark thresholds ``thr`` (K,)."""
+    return (conf >= thr) & (edge >= 0) & ((edge >= margin_px) | (conf >= edge_thr))
+
+
 def choose_rule(obs: dict[str, np.ndarray], max_false_visible: int = 0, max_unexposed_percent: float = 10.0,
                 margin: float = 0.02) -> dict:
     """The rule with the best visible recall under the constraints (see the module docstring)."""
@@ -121,7 +127,7 @@ def choose_rule(obs: dict[str, np.ndarray], max_false_visible: int = 0, max_unex
             if not ok:
                 continue
             e_final = min(e_thr + margin, 1.0) if m_px > 0 else 0.0
-            rep = (conf >= thr) & (edge >= 0) & ((edge >= m_px) | (conf >= e_final))
+            rep = _rule_visible(conf, edge, thr, m_px, e_final)
             recall_hits = int(rep[vis == 2].sum())
             if best is None or recall_hits > best[0]:
                 best = (recall_hits, thr.copy(), m_px, e_final, rep)
@@ -171,7 +177,7 @@ def lower_through_pipeline(result: dict, obs: dict[str, np.ndarray], pipeline: P
     for t in GRID[GRID < raw_choice - 1e-9][::-1]:
         trial = thr.copy()
         trial[cols] = t
-        rep = (conf >= trial) & (edge >= 0) & ((edge >= m_px) | (conf >= e_thr))
+        rep = _rule_visible(conf, edge, trial, m_px, e_thr)
         n_off, n_unexp = _false_visible(rep, vis, off)
         images = np.flatnonzero((n_off > 0) | (n_unexp > 0))
         p_off, p_unexp = pipeline(trial, images) if images.size else (0, 0)
@@ -186,7 +192,7 @@ def lower_through_pipeline(result: dict, obs: dict[str, np.ndarray], pipeline: P
     if best is None:
         return out
     thr[cols] = min(best + margin, 1.0)
-    rep = (conf >= thr) & (edge >= 0) & ((edge >= m_px) | (conf >= e_thr))
+    rep = _rule_visible(conf, edge, thr, m_px, e_thr)
     shown = vis == 2
     out["threshold_per_landmark"] = thr
     out["thresholds"] = {name: round(float(thr[idx[0]]), 4) for name, idx in GROUPS.items()}
