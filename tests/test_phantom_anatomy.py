@@ -73,3 +73,58 @@ def test_table_is_complete_and_printed() -> None:
     assert all(f"`{k}`" in text for k in keys)
     with pytest.raises(KeyError, match="nope"):
         dim("nope")
+
+
+def _circle(r: float, n: int = 20000) -> np.ndarray:
+    t = np.linspace(np.deg2rad(20), np.deg2rad(250), n)  # an occiput-like arc, y caudal
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+
+
+def test_mcgregor_point_is_the_tangent_from_the_palate() -> None:
+    from cervisag_edge.tooling.phantom.head import mcgregor_tangent_point
+
+    r, d = 40.0, 90.0
+    q = mcgregor_tangent_point(np.array([d, 0.0]), _circle(r))
+    phi = np.arccos(r / d)  # tangent from (d, 0): the radius to the touching point makes acos(r/d) with the x axis
+    np.testing.assert_allclose(q, [r * np.cos(phi), r * np.sin(phi)], atol=0.02)
+    # the line touches from below: no contour point lies caudal of it
+    u = (q - [d, 0.0]) / np.linalg.norm(q - [d, 0.0])
+    side = np.cross(u, _circle(r) - [d, 0.0])
+    assert side.min() >= -1e-3
+
+
+@pytest.mark.parametrize("tilt_deg", [-20.0, -4.0, 7.0, 15.0])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_mcgregor_point_follows_head_and_film_tilt(tilt_deg: float, mirrored: bool) -> None:
+    """The label moves with the skull: rotating and mirroring palate and contour together moves
+    the point with them (the image's "most caudal point" would slide along the curve instead)."""
+    from cervisag_edge.tooling.phantom.head import mcgregor_tangent_point
+
+    pns, occ = np.array([85.0, 12.0]), _circle(41.0) + [-5.0, 0.0]
+    a = np.deg2rad(tilt_deg)
+    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([-1.0 if mirrored else 1.0, 1.0])
+    q0 = mcgregor_tangent_point(pns, occ)
+    q1 = mcgregor_tangent_point(pns @ m.T, occ @ m.T)
+    np.testing.assert_allclose(q1, q0 @ m.T, atol=0.05)
+
+
+def test_the_images_lowest_occiput_point_slides_with_the_tilt() -> None:
+    """Why the label is the tangent point: taken back to the skull, the image's most caudal
+    contour point moves by R·tilt (here more than 10 mm over ±10°), the tangent point not at all."""
+    from cervisag_edge.tooling.phantom.head import mcgregor_tangent_point
+
+    pns, occ = np.array([85.0, 12.0]), _circle(41.0) + [-5.0, 0.0]
+    lowest, tangent = [], []
+    for a in np.deg2rad([-10.0, 0.0, 10.0]):
+        m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        o = occ @ m.T
+        lowest.append(o[int(np.argmax(o[:, 1]))] @ m)  # back in the skull's frame
+        tangent.append(mcgregor_tangent_point(pns @ m.T, o) @ m)
+    assert np.ptp(np.array(lowest), axis=0).max() > 10.0
+    assert np.ptp(np.array(tangent), axis=0).max() < 0.05
+
+
+def test_scene_mcgregor_line_is_plausible(scenes) -> None:
+    """In every scene the McGregor line through the labels is 50-130 mm long (palate to occiput)."""
+    lengths = [np.hypot(*(_lm("MCG_OCC", sc.landmarks_mm) - _lm("MCG_PNS", sc.landmarks_mm))) for sc in scenes]
+    assert 50.0 < min(lengths) and max(lengths) < 130.0

@@ -10,7 +10,7 @@ import pytest
 
 from cervisag_edge.core.estimation import estimate_landmarks
 from cervisag_edge.core.landmarks import LANDMARK_NAMES, NUM_LANDMARKS, vertebra_corner_indices
-from cervisag_edge.core.parameters import PARAMETER_NAMES, compute_parameters
+from cervisag_edge.core.parameters import PARAMETER_NAMES, compute_parameters, facing_hint
 from cervisag_edge.core.propagation import propagate_linear, propagate_mc, sample_landmarks
 from cervisag_edge.core.shape_model import ShapeModel, load_shape_model, procrustes, shape_model_for_manifest
 from cervisag_edge.core.uncertainty import UncertaintyCalibration, sd_of, uncertain_parameters
@@ -117,11 +117,17 @@ def test_weak_anterior_peaks_tell_the_facing_for_estimates(model: ShapeModel) ->
         vis[[i for i, n in enumerate(LANDMARK_NAMES) if n.endswith(("_PS", "_PI")) and n[:2] in ("C2", "C3", "C4")]] = True
         inside = np.ones(NUM_LANDMARKS, bool)
         weak = np.where(vis, 0.95, 0.5)
-        est = estimate_landmarks(truth, weak, vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0)
+        hint = facing_hint(truth, weak, inside)
+        assert hint == (1.0 if facing == "right" else -1.0)
+        est = estimate_landmarks(truth, weak, vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0, facing_hint=hint)
         assert est.mask[list(vertebra_corner_indices("C7"))].all(), facing
         err = np.hypot(*(est.points_px[est.mask] - truth[est.mask]).T)
         assert np.median(err) < 5.0, facing  # on the right side of the spine, not mirrored
-        none = estimate_landmarks(truth, np.where(vis, 0.95, 0.1), vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0)
+        flipped = estimate_landmarks(truth, weak, vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0, facing_hint=-hint)
+        assert np.median(np.hypot(*(flipped.points_px[flipped.mask] - truth[flipped.mask]).T)) > 4 * np.median(err)
+        low = np.where(vis, 0.95, 0.1)
+        assert facing_hint(truth, low, inside) is None
+        none = estimate_landmarks(truth, low, vis, inside, _iso(NOISE_MM), cal, px_per_mm=1.0, facing_hint=None)
         assert not none.mask.any()  # no evidence of the facing: nothing estimated
 
 

@@ -180,6 +180,7 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
 def _estimates(data: dict[str, np.ndarray], cal: Any):
     """Per image: (mm (2,), measured covariance (K, 2, 2) mm², the estimate) for every cached image."""
     from cervisag_edge.core.estimation import estimate_landmarks
+    from cervisag_edge.core.parameters import facing_hint
     from cervisag_edge.core.uncertainty import landmark_covariance
 
     for i in range(len(data["pts"])):
@@ -187,8 +188,10 @@ def _estimates(data: dict[str, np.ndarray], cal: Any):
         mm = np.array([sp[1], sp[0]])
         cov = landmark_covariance(data["spread"][i], data["conf"][i], cal, refined=_refined(data)[i])
         unit = float(np.sqrt(sp[0] * sp[1]))
-        est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), data["inside"][i].astype(bool),
-                                 cov / (mm[:, None] * mm[None, :])[None], cal, px_per_mm=1.0 / unit)
+        inside = data["inside"][i].astype(bool)
+        est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), inside,
+                                 cov / (mm[:, None] * mm[None, :])[None], cal, px_per_mm=1.0 / unit,
+                                 facing_hint=facing_hint(data["pts"][i], data["conf"][i], inside))
         yield i, mm, cov, est
 
 

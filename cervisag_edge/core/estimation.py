@@ -96,12 +96,14 @@ def _height(corners: np.ndarray) -> float:
 
 def estimate_landmarks(pts_px: np.ndarray, confidence: np.ndarray, visible: np.ndarray, inside: np.ndarray,
                        cov_px2: np.ndarray, cal: "UncertaintyCalibration", *,
-                       px_per_mm: float | None = None) -> EstimatedLandmarks:
+                       px_per_mm: float | None = None, facing_hint: float | None = None) -> EstimatedLandmarks:
     """Estimate the hidden corners of C2…T1 (see the module docstring).
 
     ``pts_px`` (K, 2) decoded peak positions (also where not visible); ``confidence``, ``visible``,
     ``inside`` (K,); ``cov_px2`` (K, 2, 2) measured covariances. ``px_per_mm`` converts
-    ``extrapolated_sd_mm`` (default: 1 / 0.14 mm, a typical film, when unknown).
+    ``extrapolated_sd_mm`` (default: 1 / 0.14 mm, a typical film, when unknown). ``facing_hint``
+    ±1 (:func:`~cervisag_edge.core.parameters.facing_hint` of the same image) tells the shape model
+    the facing when the visible landmarks cannot.
     """
     pts = np.asarray(pts_px, dtype=np.float64)
     conf = np.asarray(confidence, dtype=np.float64)
@@ -111,7 +113,7 @@ def estimate_landmarks(pts_px: np.ndarray, confidence: np.ndarray, visible: np.n
     if pts.shape != (NUM_LANDMARKS, 2) or cov.shape != (NUM_LANDMARKS, 2, 2):
         raise ValueError(f"pts_px (K, 2) and cov_px2 (K, 2, 2) expected, got {pts.shape} and {cov.shape}")
     if getattr(cal, "shape_model", None) is not None:
-        return _estimate_with_model(pts, conf, vis, ins, cov, cal)
+        return _estimate_with_model(pts, conf, vis, ins, cov, cal, facing_hint)
     ppm = px_per_mm if px_per_mm else 1.0 / 0.14
     sd_ext = cal.extrapolated_sd_mm * ppm
     cur = np.where(vis[:, None], pts, np.nan)
@@ -188,7 +190,7 @@ def _level_steps(visible: np.ndarray) -> np.ndarray:
 
 
 def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins: np.ndarray, cov: np.ndarray,
-                         cal: "UncertaintyCalibration") -> EstimatedLandmarks:
+                         cal: "UncertaintyCalibration", hint: float | None) -> EstimatedLandmarks:
     """Hidden corners of C2…T1 from the shape model (see the module docstring)."""
     model = cal.shape_model
     target = np.zeros(NUM_LANDMARKS, dtype=bool)
@@ -198,9 +200,6 @@ def _estimate_with_model(pts: np.ndarray, conf: np.ndarray, vis: np.ndarray, ins
                                np.zeros(NUM_LANDMARKS, dtype=bool), ("",) * NUM_LANDMARKS, np.zeros(NUM_LANDMARKS, dtype=np.int64))
     if not target.any() or int(vis.sum()) < MIN_OBSERVED:
         return empty
-    from .parameters import facing_hint
-
-    hint = facing_hint(pts, conf, ins)  # the weak peaks tell the facing when the visible ones cannot
     try:
         first = model.condition(pts, cov, vis, target, hint)
     except (ValueError, np.linalg.LinAlgError):  # facing undecidable or degenerate geometry

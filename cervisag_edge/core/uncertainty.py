@@ -301,11 +301,13 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     pts_used = np.where(visible[:, None], pts_px, np.nan)
     if estimates:
         to_px2 = (px_mm[:, None] * px_mm[None, :])[None]
-        est = estimate_landmarks(pts_px, confidence, visible, inside, cov / to_px2, cal, px_per_mm=1.0 / px_size_mm)
+        hint = facing_hint(pts_px, confidence, inside)  # the weak peaks tell the facing when the visible ones cannot
+        est = estimate_landmarks(pts_px, confidence, visible, inside, cov / to_px2, cal, px_per_mm=1.0 / px_size_mm,
+                                 facing_hint=hint)
         if est.mask.any():
             full_pts = np.where(est.mask[:, None], est.points_px, pts_used)
             try:
-                full = compute_parameters(full_pts * px_mm, facing_hint=facing_hint(pts_px, confidence, inside))
+                full = compute_parameters(full_pts * px_mm, facing_hint=hint)
             except ValueError as exc:  # estimated geometry degenerate: keep the measured values
                 logger.debug("%s: parameters with estimated landmarks failed: %s", source, exc)
             else:

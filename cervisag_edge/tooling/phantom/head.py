@@ -49,6 +49,21 @@ class HeadResult:
     teeth: list = field(default_factory=list)  # (centre (2,), angle_rad, z_mm, upper) per tooth
 
 
+def mcgregor_tangent_point(pns: np.ndarray, occiput: np.ndarray) -> np.ndarray:
+    """MCG_OCC: where McGregor's line, drawn from the hard palate's posterior end ``pns`` (2,),
+    touches the underside of the outer occipital contour ``occiput`` (N, 2), y caudal.
+
+    The line from ``pns`` is turned caudally until it last touches the contour: the contour point
+    whose direction from ``pns`` lies farthest below the horizontal (every other contour point is
+    above the line). It depends only on the skull, not on the head's or the film's tilt; "the
+    most caudal point of the occipital curve" taken in the image frame moves along the flat curve
+    by about R·tilt (R ≈ 40 mm: 3 mm at 4°), which the image cannot tell (docs/phantoms.md)."""
+    d = np.asarray(occiput, dtype=np.float64) - np.asarray(pns, dtype=np.float64)
+    side = np.sign(np.median(d[:, 0])) or 1.0  # the occiput lies posterior of the palate, either way
+    below = np.arctan2(d[:, 1], side * d[:, 0])  # angle below the horizontal, towards the occiput
+    return np.asarray(occiput[int(np.argmax(below))], dtype=np.float64)
+
+
 def _arc(centre: np.ndarray, a: float, b: float, tilt: float, phi0: float, phi1: float, n: int) -> np.ndarray:
     t = np.linspace(phi0, phi1, n)
     pts = np.stack([a * np.cos(t), b * np.sin(t)], axis=1)
@@ -99,9 +114,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     outer_c = ls(outer)
     parts.append(Part("bone", verts=np.vstack([outer_c, ls(inner)]), mut=e_c * 5.0, rim_mut=e_c * 4.0, rim_mm=1.2,
                       tex_angle_rad=ths, tex_amp=0.5 * dens["tex_amp"], tex_offset=(3.0, 5.0)))
-    # most caudal point of the occipital squama: exact maximum of y on the (projected) outer ellipse
-    fine = ls(_arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 4000))
-    lm["MCG_OCC"] = fine[int(np.argmax(fine[:, 1]))]
+    occ_fine = ls(_arc(occ_c, ao, bo, spec.occ_tilt_rad, np.deg2rad(68), np.deg2rad(215), 4000))
     vault_c = ls([VAULT_C_MM])[0]
     phi = ths + VAULT_TILT_RAD
     va, vb = VAULT_AB_MM
@@ -129,6 +142,7 @@ def build_head(spine: list[Vertebra], spec: HeadSpec, dens: dict[str, float], de
     pal = np.array([[px, py], [px + 8, py - 2.4], [px + 48, py - 4.0], [px + 51, py + 0.5], [px + 46, py + 4.5], [px + 8, py + 2.2]])
     pal_c = ls(pal)
     lm["MCG_PNS"] = pal_c[0]
+    lm["MCG_OCC"] = mcgregor_tangent_point(lm["MCG_PNS"], occ_fine)
     parts.append(Part("bone", verts=pal_c, mut=e_c * 3.2, rim_mut=e_c * 2.0, rim_mm=0.7))
     parts.append(Part("ellipsoid", ellipse=ellipse(ls([[px + 33, py - 14]])[0], 34.0, 20.0, ths), depth_mm=26.0, mu=e_c * 0.22))  # maxilla
     for z in (-30.0, 30.0):
