@@ -104,3 +104,17 @@ def test_quality_flag_counts() -> None:
     assert quality_flag_counts(recs) == {"low_confidence": 2, "spacing_unknown": 1}
     assert "Quality flags: low_confidence 2, spacing_unknown 1" in "\n".join(
         report_lines({"parameters": {"ccl_deg": {"ci95_coverage_percent": 1.0}}, "quality_flag_counts": quality_flag_counts(recs)}))
+
+
+def test_upper_levels_shown_needs_a_corner_of_every_level_c2_to_c6() -> None:
+    from cervisag_edge.core.landmarks import NUM_LANDMARKS, landmark_index
+    from cervisag_edge.tooling.verify.intervals import upper_levels_shown
+
+    vis = np.zeros(NUM_LANDMARKS, dtype=bool)
+    for level, corner in (("C2", "PI"), ("C3", "AS"), ("C4", "PS"), ("C5", "AI"), ("C6", "PS")):
+        vis[landmark_index(f"{level}_{corner}")] = True
+    assert upper_levels_shown(vis)  # one corner per level is enough; C7 need not show
+    vis[landmark_index("C4_PS")] = False
+    assert not upper_levels_shown(vis)  # C4 has none
+    vis[landmark_index("C7_AS")] = True
+    assert not upper_levels_shown(vis)  # C7 does not stand in for C4

@@ -287,26 +287,34 @@ def fit_parameters(data: dict[str, np.ndarray], cal: Any) -> tuple[dict[str, flo
 
 
 def evaluate(data: dict[str, np.ndarray], cal: Any) -> dict[str, Any]:
-    """Coverage, mean width, width / MAE and MAE of the intervals, measured and estimated apart."""
+    """Coverage, mean width, width / MAE and MAE of the intervals: measured, estimated, and the
+    estimated values of images whose levels C2…C6 each show a visible corner (only C7 hidden; the
+    rule of ``cervisag verify``'s ``estimated_c7_hidden``)."""
     from cervisag_edge.core.parameters import PARAMETER_NAMES
+    from cervisag_edge.tooling.verify.intervals import upper_levels_shown
 
     results = run_images(data, cal)
+    c7_only = [upper_levels_shown(v.astype(bool)) for v in data["vis"]]  # C2…C6 each show a corner
     out: dict[str, Any] = {}
     for j, k in enumerate(PARAMETER_NAMES):
-        rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        rows: dict[str, list[tuple[float, float, bool]]] = {"measured": [], "estimated": [], "estimated_c7_hidden": []}
         n_ref = 0
-        for res, ref in zip(results, data["ref"]):
+        for res, ref, c7 in zip(results, data["ref"], c7_only):
             if not np.isfinite(ref[j]):
                 continue
             n_ref += 1
             if res is None or res.intervals.low.get(k) is None:
                 continue
             v = res.parameters.as_dict()[k]
-            rows[bool(res.intervals.estimated[k])].append((abs(v - ref[j]), res.intervals.high[k] - res.intervals.low[k],
-                                                           res.intervals.low[k] <= ref[j] <= res.intervals.high[k]))
-        doc: dict[str, Any] = {"reported_percent_with_estimates": 100.0 * (len(rows[False]) + len(rows[True])) / max(n_ref, 1)}
-        for est, label in ((False, "measured"), (True, "estimated")):
-            a = np.array(rows[est], dtype=np.float64).reshape(-1, 3)
+            row = (abs(v - ref[j]), res.intervals.high[k] - res.intervals.low[k], res.intervals.low[k] <= ref[j] <= res.intervals.high[k])
+            est = bool(res.intervals.estimated[k])
+            rows["estimated" if est else "measured"].append(row)
+            if est and c7:
+                rows["estimated_c7_hidden"].append(row)
+        doc: dict[str, Any] = {"reported_percent_with_estimates":
+                               100.0 * (len(rows["measured"]) + len(rows["estimated"])) / max(n_ref, 1)}
+        for label in ("measured", "estimated", "estimated_c7_hidden"):
+            a = np.array(rows[label], dtype=np.float64).reshape(-1, 3)
             mae = float(a[:, 0].mean()) if len(a) else float("nan")
             width = float(a[:, 1].mean()) if len(a) else float("nan")
             doc[label] = {"n": len(a), "mae": mae, "ci95_coverage_percent": float(100 * a[:, 2].mean()) if len(a) else None,

@@ -25,6 +25,7 @@ from typing import Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
+from ...core.landmarks import LANDMARK_NAMES, vertebra_corner_indices
 from .dataset import PARAMETER_KEYS
 
 
@@ -39,10 +40,16 @@ def measured_values(measurement: Any) -> dict[str, float | None]:
 UPPER_LEVELS: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6")
 
 
+def upper_levels_shown(visible: np.ndarray) -> bool:
+    """True when every level of :data:`UPPER_LEVELS` has a visible corner in the (K,) ``visible`` mask."""
+    vis = np.asarray(visible, dtype=bool)
+    return all(bool(vis[list(vertebra_corner_indices(level))].any()) for level in UPPER_LEVELS)
+
+
 def only_c7_hidden(measurement: Any) -> bool:
     """True when every level of :data:`UPPER_LEVELS` has a visible corner in ``measurement``."""
-    shown = {lm.name.split("_")[0] for lm in getattr(measurement, "landmarks", ()) if lm.visible and lm.name[:2] in UPPER_LEVELS}
-    return all(level in shown for level in UPPER_LEVELS)
+    by_name = {lm.name: bool(lm.visible) for lm in getattr(measurement, "landmarks", ())}
+    return upper_levels_shown(np.array([by_name.get(n, False) for n in LANDMARK_NAMES]))
 
 
 Row = tuple[float, float, "float | None", "float | None", bool, bool]
