@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger("calibrate_visibility")
 
-#: Landmark groups that get one threshold each (indices into the 34-landmark schema).
-#: Landmark groups that share a threshold. The palate (MCG_PNS) and the occiput (MCG_OCC) are apart:
+#: Landmark groups that get one threshold each (indices into the 34-landmark schema). The palate
+#: (MCG_PNS) and the occiput (MCG_OCC) are apart:
 #: the occiput's contour gives confident peaks near the edge of films that cut it off (up to 0.85 on
 #: the calibration set), the palate's do not (≤ 0.55), so one "skull" threshold withheld one MCG_PNS
 #: in eight for the occiput's sake.
