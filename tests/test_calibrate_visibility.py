@@ -42,7 +42,7 @@ def test_rule_reports_no_landmark_outside_the_image():
     r = tool.choose_rule(obs, max_false_visible=0, max_unexposed_percent=10.0, margin=0.02)
     assert r["outside_image_reported_visible"] == 0
     # the edge guard lets the threshold fall below the border peaks (0.6-0.8) instead of above them
-    assert r["edge_margin_px"] >= 5
+    assert r["edge_margins_px"]["vertebrae"] >= 5
     assert max(r["thresholds"].values()) < 0.72
     assert r["visible_recall_percent"] > 95
     # the rule, applied as the runtime applies it, gives the same counts
@@ -121,3 +121,30 @@ def test_pipeline_that_keeps_the_slips_keeps_the_raw_threshold():
     out = tool.lower_through_pipeline(raw, obs, lambda thr, imgs: (len(imgs), 0), 0, 100.0, 0.02)
     assert out["thresholds"] == raw["thresholds"]
     assert len(out["pipeline"]["steps"]) == 1 and not out["pipeline"]["steps"][0]["passed"]
+
+
+def test_each_group_gets_its_own_edge_threshold_within_one_margin():
+    """Confident off-image occiput peaks 9 px inside the border raise the occiput's edge threshold
+    only; the margin is one for all groups (a sparse group cannot show how far in border peaks
+    fall), and no landmark outside the image is reported visible."""
+    tool = _tool()
+    obs = _obs(seed=4)
+    occ = tool.GROUPS["occiput"][0]
+    obs["vis"][:, occ], obs["off_image"][:, occ] = 2, False
+    obs["conf"][:, occ] = np.random.default_rng(4).uniform(0.7, 0.95, len(obs["conf"]))
+    obs["edge_px"][:, occ] = 40.0
+    for i in range(5):  # five films that cut the occiput off, its peak 9 px inside at 0.85
+        obs["vis"][i, occ], obs["off_image"][i, occ] = 0, True
+        obs["conf"][i, occ], obs["edge_px"][i, occ] = 0.85, 9.0
+    r = tool.choose_rule(obs, 0, 10.0, 0.02)
+    assert len(set(r["edge_margins_px"].values())) == 1 and r["edge_margins_px"]["occiput"] >= 10
+    assert r["edge_confidence_thresholds"]["occiput"] > 0.85
+    assert r["edge_confidence_thresholds"]["vertebrae"] < r["edge_confidence_thresholds"]["occiput"]
+    assert r["outside_image_reported_visible"] == 0
+    rule = tool.rule_from_result(r)
+    assert rule.edge_threshold[occ] == r["edge_confidence_thresholds"]["occiput"]
+    # the codec round trip keeps the per-group edge thresholds
+    from cervisag_edge.core.visibility import VisibilityRule
+
+    assert VisibilityRule.from_codec(rule.to_codec()) == rule
+    assert "edge_confidence_thresholds" in rule.to_codec()

@@ -311,3 +311,57 @@ def test_refined_corners_take_their_own_scale():
     assert back.refined_scale == 0.1
     with pytest.raises(ValueError, match="refined_scale"):
         UncertaintyCalibration(refined_scale=float("nan"))
+
+
+# --------------------------------------------------------------------------- edge term
+def test_edge_term_widens_landmarks_near_the_border() -> None:
+    """g(d) = 1 + (edge_scale − 1)·max(0, 1 − d/edge_mm): the full factor at (and beyond) the
+    border, half of it at half the band, 1 outside the band, for NaN points and without the term."""
+    from cervisag_edge.core.uncertainty import edge_distance_mm, edge_factor
+
+    cal = UncertaintyCalibration(scale=0.4, floor_mm=0.1, edge_mm=6.0, edge_scale=3.0)
+    d = np.array([-1.0, 0.0, 3.0, 6.0, 20.0, np.nan])
+    np.testing.assert_allclose(edge_factor(d, cal), [3.0, 3.0, 2.0, 1.0, 1.0, 1.0])
+    assert edge_factor(d, UncertaintyCalibration()) == 1.0 and edge_factor(None, cal) == 1.0
+    spread = np.tile(np.eye(2), (NUM_LANDMARKS, 1, 1))
+    conf = np.ones(NUM_LANDMARKS)
+    edge = np.full(NUM_LANDMARKS, 50.0)
+    edge[3] = 0.0
+    edge[4] = 3.0
+    base = landmark_covariance(spread, conf, cal)
+    got = landmark_covariance(spread, conf, cal, edge_mm=edge)
+    np.testing.assert_allclose(got[3], 9.0 * base[3])  # the floor is widened too
+    np.testing.assert_allclose(got[4], 4.0 * base[4])
+    np.testing.assert_allclose(np.delete(got, [3, 4], 0), np.delete(base, [3, 4], 0))
+    # distances in mm: px to the nearest border × the pixel size; negative outside
+    pts = np.array([[10.0, 500.0], [300.0, 995.0], [-20.0, 40.0]])
+    np.testing.assert_allclose(edge_distance_mm(pts, (400, 1000), (0.2, 0.2)), [2.1, 0.9, -3.9])
+    back = UncertaintyCalibration.from_manifest({"uncertainty": cal.to_manifest()})
+    assert (back.edge_mm, back.edge_scale) == (6.0, 3.0)
+    with pytest.raises(ValueError, match="edge_scale"):
+        UncertaintyCalibration(edge_scale=0.5)
+    with pytest.raises(ValueError, match="edge_mm"):
+        UncertaintyCalibration(edge_mm=-1.0)
+
+
+def test_edge_term_widens_the_intervals_of_parameters_measured_at_the_border() -> None:
+    """A spine whose C7 corners lie at the bottom edge: with the image size the C2–C7 interval
+    widens (its C7 corners are in the band); without it, or far from the edge, nothing changes."""
+    truth = spine_mm(0.004)
+    vis = np.ones(NUM_LANDMARKS, bool)
+    _hide("T1", vis)
+    conf = np.where(vis, 0.95, 0.0)
+    spread = np.tile(np.eye(2) * 0.05, (NUM_LANDMARKS, 1, 1))
+    measured = _measured(truth, vis)
+    cal = UncertaintyCalibration(scale=1.0, floor_mm=0.2, edge_mm=8.0, edge_scale=4.0)
+    c7 = [_I[f"C7_{c}"] for c in ("AS", "PS", "PI", "AI")]
+    width = int(np.ceil(np.nanmax(truth[:, 0]) + 100))
+    bottom = int(np.ceil(np.nanmax(truth[c7, 1]) + 1))  # C7's lower corners within 1 mm of the edge
+    kw = dict(estimates=False)
+    args = (truth, conf, vis, np.ones(NUM_LANDMARKS, bool), spread, (1.0, 1.0), measured, cal)
+    near = uncertain_parameters(*args, image_size_px=(width, bottom), **kw).intervals
+    far = uncertain_parameters(*args, image_size_px=(width, bottom + 400), **kw).intervals
+    none = uncertain_parameters(*args, **kw).intervals
+    k = "cobb_c2_c7_deg"
+    assert near.high[k] - near.low[k] > 1.5 * (far.high[k] - far.low[k])
+    assert far.high[k] - far.low[k] == pytest.approx(none.high[k] - none.low[k])

@@ -80,3 +80,27 @@ def test_measurer_refuses_a_manifest_with_a_bad_rule(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match=r"m\.json: codec\.edge_confidence_threshold = 3\.0"):
         Measurer(str(tmp_path / "m.json"))
+
+
+def test_per_landmark_edge_guard_from_the_codec():
+    """``edge_margins_px`` / ``edge_confidence_thresholds`` override the guard per landmark; the
+    codec round trip keeps them; a wrong count or name is refused."""
+    codec = {"confidence_threshold": 0.5, "edge_margin_px": 6, "edge_confidence_threshold": 0.97,
+             "edge_margins_px": {"MCG_OCC": 10}, "edge_confidence_thresholds": {"MCG_OCC": 0.87}}
+    rule = VisibilityRule.from_codec(codec)
+    occ, c3 = LANDMARK_NAMES.index("MCG_OCC"), LANDMARK_NAMES.index("C3_AS")
+    assert rule.edge_margin_px[occ] == 10 and rule.edge_margin_px[c3] == 6
+    conf = np.full(NUM_LANDMARKS, 0.85)
+    edge = np.full(NUM_LANDMARKS, 8.0)  # inside the occiput's margin (0.85 < its 0.87), outside the others'
+    vis = rule.visible(conf, np.ones(NUM_LANDMARKS, bool), edge)
+    assert vis[c3] and not vis[occ]
+    conf[:] = 0.9
+    edge[:] = 4.0  # inside every margin: 0.9 passes the occiput's 0.87, not the others' 0.97
+    vis = rule.visible(conf, np.ones(NUM_LANDMARKS, bool), edge)
+    assert vis[occ] and not vis[c3]
+    assert VisibilityRule.from_codec(rule.to_codec()) == rule
+    assert "per group" in rule.describe()
+    with pytest.raises(ValueError, match="unknown landmark"):
+        VisibilityRule.from_codec({"edge_margins_px": {"C9_AS": 3}})
+    with pytest.raises(ValueError, match="expected 34"):
+        VisibilityRule((0.5,) * NUM_LANDMARKS, edge_margin_px=(1.0, 2.0))

@@ -109,44 +109,104 @@ def consistency_stats(data: dict[str, np.ndarray]) -> dict[str, Any]:
             "labelled_visible_rejected": int((rej & (data["labelled"] == 2)).sum())}
 
 
-def _nll(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, s: float, f: float, p: float) -> float:
+def _nll(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, s: float, f: float, p: float,
+         g: np.ndarray | float = 1.0) -> float:
+    """Mean negative log-likelihood of errors e (n, 2) mm under the landmark model (``g`` (n,):
+    the edge term's SD factors)."""
     c = conf
-    cov = spread * (s**2 / c**p)[:, None, None] + f**2 * np.eye(2)
+    cov = (spread * (s**2 / c**p)[:, None, None] + f**2 * np.eye(2)) * (np.broadcast_to(g, c.shape) ** 2)[:, None, None]
     a, b, d = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
     det = a * d - b * b
     q = (d * e[:, 0] ** 2 - 2 * b * e[:, 0] * e[:, 1] + a * e[:, 1] ** 2) / det
     return float(np.mean(0.5 * q + 0.5 * np.log(det)))
 
 
+def _edge_mm(data: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, K) each decoded landmark's distance to the image border in mm (as the runtime computes it)."""
+    from cervisag_edge.core.uncertainty import edge_distance_mm
+
+    return np.stack([edge_distance_mm(p, tuple(int(v) for v in sz), tuple(sp))
+                     for p, sz, sp in zip(data["pts"], data["size"], data["spacing"])])
+
+
+#: Edge-term grid: the band width (mm; 0 = no edge term) and the SD factor at the border.
+EDGE_MM_GRID = (0.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0)
+EDGE_SCALE_GRID = tuple(np.round(np.geomspace(1.0, 5.0, 33), 4))
+
+
+def _fit_first_stage(e: np.ndarray, spread: np.ndarray, conf: np.ndarray, g: np.ndarray | float) -> tuple[float, float, float, float]:
+    """(NLL, scale, floor_mm, confidence_power) by grid search, for edge factors ``g``."""
+    best = (np.inf, 1.0, 0.3, 0.0)
+    for p in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        for s in np.geomspace(0.02, 3.0, 40):
+            for f in np.linspace(0.0, 1.0, 21):
+                v = _nll(e, spread, conf, s, f, p, g)
+                if v < best[0]:
+                    best = (v, s, f, p)
+    return best
+
+
 def fit_landmarks(data: dict[str, np.ndarray]) -> dict[str, float]:
-    """Grid search of (scale, floor_mm, confidence_power) on visible landmarks within 5 mm."""
+    """Grid search of (scale, floor_mm, confidence_power) on visible landmarks within 5 mm, the
+    refined corners' own scale, then the edge term (``edge_mm``, ``edge_scale``) on both; the
+    scales and the edge term are fitted in turn, three rounds (the edge term is kept only if it
+    lowers the likelihood's NLL and at least 30 landmarks lie in its band)."""
+    from cervisag_edge.core.uncertainty import UncertaintyCalibration, edge_factor
+
     mm = data["spacing"][:, None, ::-1]  # (N, 1, 2) column, row spacing
     e = ((data["pts"] - data["truth"]) * mm).reshape(-1, 2)
     vis = data["vis"].reshape(-1).astype(bool)
     ok = vis & np.all(np.isfinite(e), axis=1) & (np.hypot(e[:, 0], e[:, 1]) < MAX_FIT_ERROR_MM)
     refined = _refined(data).reshape(-1)
-    e_r, spread_r, conf_r = e[ok & refined], data["spread"].reshape(-1, 2, 2)[ok & refined], data["conf"].reshape(-1)[ok & refined]
-    ok &= ~refined  # the first stage's own landmarks; refined corners get their scale below
-    e, spread, conf = e[ok], data["spread"].reshape(-1, 2, 2)[ok], data["conf"].reshape(-1)[ok]
-    best = (np.inf, 1.0, 0.3, 0.0)
-    for p in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
-        for s in np.geomspace(0.02, 3.0, 40):
-            for f in np.linspace(0.0, 1.0, 21):
-                if s == 0 and f == 0:
-                    continue
-                v = _nll(e, spread, conf, s, f, p)
-                if v < best[0]:
-                    best = (v, s, f, p)
-    _, s, f, p = best
-    # the same NLL with a constant isotropic SD, for comparison
+    edge_all = _edge_mm(data).reshape(-1)
+    sel_r = ok & refined  # the second stage's corners: their own scale, same floor and power
+    sel = ok & ~refined  # the first stage's own landmarks
+    e_r, spread_r, conf_r, edge_r = e[sel_r], data["spread"].reshape(-1, 2, 2)[sel_r], data["conf"].reshape(-1)[sel_r], edge_all[sel_r]
+    e, spread, conf, edge = e[sel], data["spread"].reshape(-1, 2, 2)[sel], data["conf"].reshape(-1)[sel], edge_all[sel]
+    use_r = len(e_r) >= 30
+    n_all = len(e) + (len(e_r) if use_r else 0)
+
+    def round_(band: float, factor: float) -> tuple[float, dict[str, float]]:
+        cal = UncertaintyCalibration(edge_mm=band, edge_scale=factor)
+        g, g_r = edge_factor(edge, cal), edge_factor(edge_r, cal)
+        v1, s1, f1, p1 = _fit_first_stage(e, spread, conf, g)
+        fit = {"scale": float(s1), "floor_mm": float(f1), "confidence_power": float(p1), "nll": float(v1), "refined_scale": None}
+        total = v1 * len(e)
+        if use_r:
+            v2, s2 = min((_nll(e_r, spread_r, conf_r, x, f1, p1, g_r), x) for x in np.geomspace(0.005, 3.0, 80))
+            fit.update(refined_scale=float(s2), nll_refined=float(v2))
+            total += v2 * len(e_r)
+        return total / max(n_all, 1), fit
+
+    def edge_search(fit: dict[str, float]) -> tuple[float, float, float]:
+        best = (np.inf, 0.0, 1.0)
+        for band in EDGE_MM_GRID[1:]:
+            for factor in EDGE_SCALE_GRID[1:]:
+                cal = UncertaintyCalibration(edge_mm=band, edge_scale=factor)
+                v = _nll(e, spread, conf, fit["scale"], fit["floor_mm"], fit["confidence_power"], edge_factor(edge, cal)) * len(e)
+                if use_r:
+                    v += _nll(e_r, spread_r, conf_r, fit["refined_scale"], fit["floor_mm"], fit["confidence_power"],
+                              edge_factor(edge_r, cal)) * len(e_r)
+                if v / max(n_all, 1) < best[0]:
+                    best = (v / max(n_all, 1), band, factor)
+        return best
+
+    nll0, fit0 = round_(0.0, 1.0)
+    band, factor, nll_e, fit_e = 0.0, 1.0, nll0, fit0
+    for _ in range(3):
+        _, band, factor = edge_search(fit_e)
+        nll_e, fit_e = round_(band, factor)
+    n_edge = int(np.sum(edge < band) + (np.sum(edge_r < band) if use_r else 0))
+    keep = nll_e < nll0 and n_edge >= 30
+    fit = fit_e if keep else fit0
     iso = min(_nll(e, np.zeros_like(spread), conf, 0.0, g, 0.0) for g in np.linspace(0.05, 2.0, 80))
-    logger.info("landmarks: %d errors, NLL %.3f (constant SD: %.3f)", len(e), best[0], iso)
-    out = {"scale": float(s), "floor_mm": float(f), "confidence_power": float(p), "nll": float(best[0]),
-           "nll_constant_sd": float(iso), "n_landmarks": int(len(e)), "refined_scale": None, "n_refined": int(len(e_r))}
-    if len(e_r) >= 30:  # the second stage's corners: their own scale, same floor and power
-        nll_r, s_r = min((_nll(e_r, spread_r, conf_r, sr, f, p), sr) for sr in np.geomspace(0.005, 3.0, 80))
-        out.update(refined_scale=float(s_r), nll_refined=float(nll_r))
-        logger.info("refined corners: %d errors, scale %.4f (first stage %.4f)", len(e_r), s_r, s)
+    out = {**fit, "nll_constant_sd": float(iso), "n_landmarks": int(len(e)), "n_refined": int(len(e_r)),
+           "edge_mm": float(band) if keep else 0.0, "edge_scale": float(factor) if keep else 1.0,
+           "n_edge_band": n_edge, "nll_total_without_edge_term": float(nll0), "nll_total_with_edge_term": float(nll_e)}
+    logger.info("landmarks: %d errors, scale %.4f, floor %.2f mm, power %.0f (constant SD NLL %.3f); refined corners: %d, scale %s",
+                len(e), out["scale"], out["floor_mm"], out["confidence_power"], iso, len(e_r), out["refined_scale"])
+    logger.info("edge term: band %.1f mm, factor %.2f (%d landmarks in the band), NLL %.4f -> %.4f%s",
+                band, factor, n_edge, nll0, nll_e, "" if keep else " (not kept)")
     return out
 
 
@@ -154,6 +214,11 @@ def _refined(data: dict[str, np.ndarray]) -> np.ndarray:
     """(N, K) bool: corners the second stage moved (all False in a cache made without one)."""
     r = data.get("refined")
     return np.zeros(data["conf"].shape, dtype=bool) if r is None else np.asarray(r, dtype=bool)
+
+
+def _size(data: dict[str, np.ndarray], i: int) -> tuple[int, int]:
+    """Image i's (W, H) in px."""
+    return int(data["size"][i][0]), int(data["size"][i][1])
 
 
 def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) -> list[Any]:
@@ -170,7 +235,8 @@ def run_images(data: dict[str, np.ndarray], cal: Any, estimates: bool = True) ->
             hint = facing_hint(data["pts"][i], data["conf"][i], data["inside"][i].astype(bool))
             measured, _, _ = parameters_from_px(data["pts"][i], vis, sp, facing_hint=hint)
             res = uncertain_parameters(data["pts"][i], data["conf"][i], vis, data["inside"][i].astype(bool),
-                                       data["spread"][i], sp, measured, cal, estimates=estimates, refined=_refined(data)[i])
+                                       data["spread"][i], sp, measured, cal, estimates=estimates, refined=_refined(data)[i],
+                                       image_size_px=_size(data, i))
         except ValueError:
             res = None
         out.append(res)
@@ -181,12 +247,13 @@ def _estimates(data: dict[str, np.ndarray], cal: Any):
     """Per image: (mm (2,), measured covariance (K, 2, 2) mm², the estimate) for every cached image."""
     from cervisag_edge.core.estimation import estimate_landmarks
     from cervisag_edge.core.parameters import facing_hint
-    from cervisag_edge.core.uncertainty import landmark_covariance
+    from cervisag_edge.core.uncertainty import edge_distance_mm, landmark_covariance
 
     for i in range(len(data["pts"])):
         sp = data["spacing"][i]
         mm = np.array([sp[1], sp[0]])
-        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal, refined=_refined(data)[i])
+        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal, refined=_refined(data)[i],
+                                  edge_mm=edge_distance_mm(data["pts"][i], _size(data, i), tuple(sp)))
         unit = float(np.sqrt(sp[0] * sp[1]))
         inside = data["inside"][i].astype(bool)
         est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), inside,
@@ -384,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threshold = float(load_manifest(args.manifest[0]).codec.get("confidence_threshold", 0.3))
     cal = UncertaintyCalibration(scale=lm["scale"], floor_mm=lm["floor_mm"], confidence_power=lm["confidence_power"],
-                                 refined_scale=lm["refined_scale"], confidence_floor=threshold, shape_model=shape,
+                                 refined_scale=lm["refined_scale"], edge_mm=lm["edge_mm"], edge_scale=lm["edge_scale"],
+                                 confidence_floor=threshold, shape_model=shape,
                                  consistency=None if check is None else check.to_dict())
     est = fit_estimates(data, cal)
     cal = dataclasses.replace(cal, **{k: est[k] for k in ("estimated_scale", "extrapolated_sd_mm", "shape_cov_scale") if k in est})

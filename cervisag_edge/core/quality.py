@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .landmarks import LANDMARK_NAMES, VERTEBRAE, vertebra_corner_indices
+from .visibility import edge_distance_input_px
 
 if TYPE_CHECKING:  # pragma: no cover
     from .parameters import SagittalParameters
@@ -79,8 +80,8 @@ def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _edge_distance(p: np.ndarray, size: tuple[int, int]) -> float:
-    W, H = size
-    return float(min(p[0] + 0.5, W - 0.5 - p[0], p[1] + 0.5, H - 0.5 - p[1]))
+    """Distance (px) of one (2,) point to the nearest image border."""
+    return float(edge_distance_input_px(np.asarray(p, dtype=np.float64)[None], size, 1.0)[0])
 
 
 def _anatomy(pts: np.ndarray, complete: np.ndarray, spacing: tuple[float, float] | None) -> list[str]:

@@ -10,8 +10,10 @@ Landmark model (all numbers from the model manifest's ``extra["uncertainty"]``, 
 
     C_k   = second central moments of the peak region of heatmap k (values above half the
             peak, within ``PATCH_RADIUS_HM`` px), mapped to mm through the UDP and letterbox maps
-    Σ_k   = scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I   (measured)
+    Σ_k   = g(d_k)² · (scale² · C_k / max(conf_k, confidence_floor)^confidence_power + floor_mm² · I)   (measured)
             (``refined_scale`` instead of ``scale`` for a corner the second stage moved)
+    g(d)  = 1 + (edge_scale − 1) · max(0, 1 − d / edge_mm): the edge term, d_k the landmark's
+            distance to the nearest image border in mm (1 everywhere when ``edge_mm`` is 0)
     Σ_k   = estimated_scale² · Σ_k                                  (estimated from a weak peak)
     Σ_k   = (extrapolated_sd_mm · steps)² · I + Σ_k of the level it was extrapolated from
     Σ_H   = shape_cov_scale² · conditional covariance of the shape model + mean Σ of the visible
@@ -74,6 +76,10 @@ class UncertaintyCalibration:
     #: ``scale`` for corners the second stage refined (None: ``scale``); their errors are smaller
     #: than the first-stage heatmap spread says
     refined_scale: float | None = None
+    #: the edge term: landmarks closer than ``edge_mm`` to the image border have their SD
+    #: multiplied by up to ``edge_scale`` (at the border; linear in between). 0: no edge term
+    edge_mm: float = 0.0
+    edge_scale: float = 1.0
     parameter_scale: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     parameter_scale_estimated: Mapping[str, float] = field(default_factory=lambda: {k: 1.0 for k in PARAMETER_NAMES})
     method: str = "mc"
@@ -95,12 +101,14 @@ class UncertaintyCalibration:
             from .consistency import ConsistencyCheck
 
             ConsistencyCheck.from_dict(None, self.consistency)  # ValueError names a bad value
-        for name in ("scale", "floor_mm", "estimated_scale", "extrapolated_sd_mm", "shape_cov_scale"):
+        for name in ("scale", "floor_mm", "estimated_scale", "extrapolated_sd_mm", "shape_cov_scale", "edge_mm"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"uncertainty calibration: {name} {v!r} invalid, expected a finite number >= 0")
         if self.refined_scale is not None and not (np.isfinite(self.refined_scale) and self.refined_scale >= 0):
             raise ValueError(f"uncertainty calibration: refined_scale {self.refined_scale!r} invalid, expected a finite number >= 0")
+        if not (np.isfinite(self.edge_scale) and self.edge_scale >= 1.0):
+            raise ValueError(f"uncertainty calibration: edge_scale {self.edge_scale!r} invalid, expected a finite number >= 1")
         if self.method not in ("mc", "linear"):
             raise ValueError(f"uncertainty calibration: method {self.method!r} invalid, expected 'mc' or 'linear'")
         if self.n_samples < 16:
@@ -129,7 +137,7 @@ class UncertaintyCalibration:
         known = {f.name for f in dataclasses.fields(cls)} - {"calibrated", "source", "shape_model"}
         kwargs = {k: v for k, v in raw.items() if k in known}
         for k in ("scale", "floor_mm", "confidence_power", "confidence_floor", "estimated_scale", "extrapolated_sd_mm",
-                  "estimate_min_confidence", "shape_cov_scale", "refined_scale"):
+                  "estimate_min_confidence", "shape_cov_scale", "refined_scale", "edge_mm", "edge_scale"):
             if kwargs.get(k) is not None:
                 kwargs[k] = float(kwargs[k])
         for k in ("n_samples", "seed"):
@@ -205,18 +213,40 @@ def spread_mm2(heatmaps: np.ndarray, codec: "UDPHeatmapCodec", tf: "LetterboxTra
     return heatmap_spread_hm(heatmaps) * (d[:, None] * d[None, :])[None]
 
 
+def edge_factor(edge_distance_mm: np.ndarray | None, cal: UncertaintyCalibration) -> np.ndarray | float:
+    """(K,) SD factor g(d) of the edge term (module docstring) for distances (K,) to the image
+    border in mm; 1 without an edge term or without distances (NaN distances count as far)."""
+    if edge_distance_mm is None or cal.edge_mm <= 0 or cal.edge_scale == 1.0:
+        return 1.0
+    d = np.nan_to_num(np.asarray(edge_distance_mm, dtype=np.float64), nan=np.inf)
+    return 1.0 + (cal.edge_scale - 1.0) * np.clip(1.0 - d / cal.edge_mm, 0.0, 1.0)
+
+
+def edge_distance_mm(pts_px: np.ndarray, size_px: tuple[int, int], spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """(K,) distance of each (K, 2) original-pixel point to the nearest image border in mm
+    (the pixel size × the distance in px; :data:`NOMINAL_SPACING_MM` without a spacing)."""
+    from .visibility import edge_distance_input_px
+
+    px_mm = float(np.sqrt(spacing_mm[0] * spacing_mm[1])) if spacing_mm else NOMINAL_SPACING_MM
+    return edge_distance_input_px(pts_px, size_px, 1.0) * px_mm
+
+
 def landmark_covariance(spread: np.ndarray, confidence: np.ndarray, cal: UncertaintyCalibration,
-                        unit_mm: float = 1.0, refined: np.ndarray | None = None) -> np.ndarray:
+                        unit_mm: float = 1.0, refined: np.ndarray | None = None,
+                        edge_mm: np.ndarray | None = None) -> np.ndarray:
     """(K, 2, 2) calibrated covariance of measured landmarks from the raw spread (K, 2, 2) and
     confidence (K,). ``unit_mm`` is the size of one unit of ``spread`` in mm (1 for mm; the
     pixel size when working in px), so that the floor stays in mm. ``refined`` (K,) bool marks
-    corners the second stage moved: they take ``cal.refined_scale`` when it is set."""
+    corners the second stage moved: they take ``cal.refined_scale`` when it is set. ``edge_mm``
+    (K,) the distances to the image border in mm (:func:`edge_distance_mm`) for the edge term."""
     conf = np.maximum(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), max(cal.confidence_floor, _MIN_CONF))
     scale = np.full(conf.shape, cal.scale)
     if refined is not None and cal.refined_scale is not None:
         scale = np.where(np.asarray(refined, dtype=bool), cal.refined_scale, scale)
     factor = scale**2 / conf**cal.confidence_power
-    return spread * factor[:, None, None] + (cal.floor_mm / unit_mm) ** 2 * np.eye(2)[None]
+    cov = spread * factor[:, None, None] + (cal.floor_mm / unit_mm) ** 2 * np.eye(2)[None]
+    g = np.broadcast_to(edge_factor(edge_mm, cal), conf.shape)
+    return cov * (g**2)[:, None, None]
 
 
 def sd_of(cov: np.ndarray) -> np.ndarray:
@@ -281,12 +311,13 @@ class UncertainResult:
 def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np.ndarray, inside: np.ndarray,
                          spread: np.ndarray, spacing_mm: tuple[float, float] | None, measured: "SagittalParameters",
                          cal: UncertaintyCalibration, *, estimates: bool = True, source: str = "<image>",
-                         refined: np.ndarray | None = None) -> UncertainResult:
+                         refined: np.ndarray | None = None, image_size_px: tuple[int, int] | None = None) -> UncertainResult:
     """Covariances, estimated landmarks and parameter intervals of one image.
 
     ``pts_px`` (K, 2) decoded positions; ``confidence``/``visible``/``inside`` (K,); ``spread``
     (K, 2, 2) from :func:`spread_mm2`; ``measured`` the parameters of the visible landmarks alone;
-    ``refined`` (K,) the corners the second stage moved (None: none).
+    ``refined`` (K,) the corners the second stage moved (None: none); ``image_size_px`` (W, H)
+    for the edge term (None: no edge term).
     """
     from .estimation import estimate_landmarks
     from .parameters import compute_parameters, facing_hint
@@ -294,7 +325,8 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     sp = spacing_mm
     px_mm = np.array([sp[1], sp[0]]) if sp else np.ones(2)
     px_size_mm = float(np.sqrt(sp[0] * sp[1])) if sp else NOMINAL_SPACING_MM
-    cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm, refined=refined)
+    edge = edge_distance_mm(pts_px, image_size_px, sp) if image_size_px is not None else None
+    cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm, refined=refined, edge_mm=edge)
     params = measured
     est_mask = np.zeros(NUM_LANDMARKS, dtype=bool)
     joint: tuple[np.ndarray, np.ndarray] | None = None
@@ -346,7 +378,7 @@ def annotate(measurement: "Measurement", heatmaps: np.ndarray, transform: "Lette
     inside = transform.inside_original(pts_px)
     res = uncertain_parameters(pts_px, conf, visible, inside, spread_mm2(heatmaps, codec, transform, sp), sp,
                                measurement.parameters, calibration, estimates=estimates, source=measurement.source,
-                               refined=refined)
+                               refined=refined, image_size_px=measurement.image_size_px)
     params, intervals, est_mask, pts_used = res.parameters, res.intervals, res.estimated, res.points_px
     flags = quality.assess(pts_px, conf, visible, inside, est_mask, params, sp, measurement.image_size_px, display,
                            estimated_px=pts_used)

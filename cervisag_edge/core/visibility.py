@@ -40,24 +40,30 @@ def edge_distance_input_px(pts: np.ndarray, size_px: tuple[int, int], scale: flo
 
 @dataclass(frozen=True)
 class VisibilityRule:
-    """Thresholds (K,) per landmark, plus the edge guard (margin in model-input px, threshold)."""
+    """Thresholds (K,) per landmark, plus the edge guard: margins (K,) in model-input px and edge
+    thresholds (K,). A scalar margin or edge threshold applies to every landmark."""
 
     thresholds: tuple[float, ...]
-    edge_margin_px: float = 0.0
-    edge_threshold: float = 0.0
+    edge_margin_px: float | tuple[float, ...] = 0.0
+    edge_threshold: float | tuple[float, ...] = 0.0
 
     def __post_init__(self) -> None:
         if len(self.thresholds) != NUM_LANDMARKS:
             raise ValueError(f"visibility thresholds: {len(self.thresholds)} values, expected {NUM_LANDMARKS}")
-        for name, value in (("edge_margin_px", self.edge_margin_px), ("edge_confidence_threshold", self.edge_threshold)):
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"codec.{name} = {value!r}: expected a finite value >= 0")
+        for name, field_name in (("edge_margin_px", "edge_margin_px"), ("edge_confidence_threshold", "edge_threshold")):
+            raw = getattr(self, field_name)
+            values = tuple(float(v) for v in raw) if isinstance(raw, (tuple, list, np.ndarray)) else (float(raw),) * NUM_LANDMARKS
+            if len(values) != NUM_LANDMARKS:
+                raise ValueError(f"codec.{name}: {len(values)} values, expected {NUM_LANDMARKS}")
+            for v in values:
+                if not np.isfinite(v) or v < 0:
+                    raise ValueError(f"codec.{name} = {v!r}: expected a finite value >= 0")
+            object.__setattr__(self, field_name, values)
 
     @property
     def threshold(self) -> float:
         """The most common (default) threshold, for messages."""
-        vals, counts = np.unique(np.asarray(self.thresholds), return_counts=True)
-        return float(vals[int(np.argmax(counts))])
+        return _mode(self.thresholds)
 
     @classmethod
     def plain(cls, threshold: float) -> "VisibilityRule":
@@ -70,28 +76,18 @@ class VisibilityRule:
         """The manifest codec's rule, or a plain one when ``override`` is given."""
         if override is not None:
             return cls.plain(override)
-        base = _unit(codec.get("confidence_threshold", default), "confidence_threshold")
-        per = codec.get("confidence_thresholds") or {}
-        if not isinstance(per, Mapping):
-            raise ValueError(f"codec.confidence_thresholds = {per!r}: expected an object {{landmark name: threshold}}")
-        unknown = sorted(set(per) - set(LANDMARK_NAMES))
-        if unknown:
-            raise ValueError(f"codec.confidence_thresholds: unknown landmark(s) {', '.join(unknown)}")
-        thr = tuple(_unit(per[n], f"confidence_thresholds.{n}") if n in per else base for n in LANDMARK_NAMES)
-        margin = float(codec.get("edge_margin_px", 0.0))
-        edge = _unit(codec.get("edge_confidence_threshold", 0.0), "edge_confidence_threshold")
+        thr = _per_landmark(codec, "confidence_threshold", "confidence_thresholds", default, _unit)
+        margin = _per_landmark(codec, "edge_margin_px", "edge_margins_px", 0.0, _margin)
+        edge = _per_landmark(codec, "edge_confidence_threshold", "edge_confidence_thresholds", 0.0, _unit)
         return cls(thr, margin, edge)
 
     def to_codec(self) -> dict[str, Any]:
         """The codec fields that give this rule back through :meth:`from_codec`."""
-        base = self.threshold
-        out: dict[str, Any] = {"confidence_threshold": round(base, 4)}
-        per = {n: round(t, 4) for n, t in zip(LANDMARK_NAMES, self.thresholds) if t != base}
-        if per:
-            out["confidence_thresholds"] = per
-        if self.edge_margin_px > 0:
-            out["edge_margin_px"] = round(float(self.edge_margin_px), 3)
-            out["edge_confidence_threshold"] = round(float(self.edge_threshold), 4)
+        out: dict[str, Any] = {}
+        _put(out, "confidence_threshold", "confidence_thresholds", self.thresholds, 4)
+        if max(self.edge_margin_px) > 0:
+            _put(out, "edge_margin_px", "edge_margins_px", self.edge_margin_px, 3)
+            _put(out, "edge_confidence_threshold", "edge_confidence_thresholds", self.edge_threshold, 4)
         return out
 
     def visible(self, conf: np.ndarray, found: np.ndarray, edge_px: np.ndarray) -> np.ndarray:
@@ -101,14 +97,52 @@ class VisibilityRule:
         e = np.asarray(edge_px, dtype=np.float64)
         with np.errstate(invalid="ignore"):
             ok = np.asarray(found, dtype=bool) & (c >= np.asarray(self.thresholds)) & (e >= 0)
-            near = e < self.edge_margin_px
-            return ok & (~near | (c >= self.edge_threshold))
+            near = e < np.asarray(self.edge_margin_px)
+            return ok & (~near | (c >= np.asarray(self.edge_threshold)))
 
     def describe(self) -> str:
         s = f"confidence {self.threshold:g}"
-        if self.edge_margin_px > 0:
-            s += f" ({self.edge_threshold:g} within {self.edge_margin_px:g} input px of the image edge)"
+        if max(self.edge_margin_px) > 0:
+            m, t = _mode(self.edge_margin_px), _mode(self.edge_threshold)
+            s += f" ({t:g} within {m:g} input px of the image edge"
+            s += ", per group)" if len(set(self.edge_margin_px)) > 1 or len(set(self.edge_threshold)) > 1 else ")"
         return s
+
+
+def _mode(values: tuple[float, ...]) -> float:
+    vals, counts = np.unique(np.asarray(values), return_counts=True)
+    return float(vals[int(np.argmax(counts))])
+
+
+def _per_landmark(codec: Mapping[str, Any], key: str, per_key: str, default: float, check: Any) -> tuple[float, ...]:
+    """(K,) values from ``codec[key]`` (all landmarks) with ``codec[per_key]`` {name: value} overrides."""
+    base = check(codec.get(key, default), key)
+    per = codec.get(per_key) or {}
+    if not isinstance(per, Mapping):
+        raise ValueError(f"codec.{per_key} = {per!r}: expected an object {{landmark name: value}}")
+    unknown = sorted(set(per) - set(LANDMARK_NAMES))
+    if unknown:
+        raise ValueError(f"codec.{per_key}: unknown landmark(s) {', '.join(unknown)}")
+    return tuple(check(per[n], f"{per_key}.{n}") if n in per else base for n in LANDMARK_NAMES)
+
+
+def _put(out: dict[str, Any], key: str, per_key: str, values: tuple[float, ...], digits: int) -> None:
+    """Write (K,) ``values`` as the most common one plus per-name overrides (inverse of :func:`_per_landmark`)."""
+    base = _mode(values)
+    out[key] = round(base, digits)
+    per = {n: round(v, digits) for n, v in zip(LANDMARK_NAMES, values) if v != base}
+    if per:
+        out[per_key] = per
+
+
+def _margin(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"codec.{name} = {value!r}: expected a number >= 0") from None
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"codec.{name} = {v!r}: expected a finite value >= 0")
+    return v
 
 
 def _unit(value: Any, name: str) -> float:
