@@ -57,12 +57,14 @@ def test_uncertain_parameters_with_hidden_c7(benchmark) -> None:
 @pytest.mark.benchmark(group="uncertainty")
 def test_uncertain_parameters_with_hidden_c7_shape_model(benchmark) -> None:
     """The same step with the shipped calibration and its shape model (section 3 of
-    docs/uncertainty.md): the conditional estimate and the joint draws of the hidden corners."""
+    docs/uncertainty.md): the conditional estimate and the joint draws of the hidden corners, and
+    the edge term (the image ends 10 px below the lowest landmark)."""
     from cervisag_edge.engine.manifest import engines_dir, load_manifest
 
     pts, conf, vis, spread, measured = _hidden_c7()
     cal = UncertaintyCalibration.from_manifest(load_manifest(engines_dir() / "cervisag_unet.json"))
     if cal.shape_model is None:
         pytest.skip("the shipped manifest names no shape model")
-    res = benchmark(uncertain_parameters, pts, conf, vis, vis | True, spread, (1.0, 1.0), measured, cal)
+    size = (int(np.nanmax(pts[:, 0])) + 40, int(np.nanmax(pts[:, 1])) + 10)  # C6 near the bottom edge: the edge term too
+    res = benchmark(uncertain_parameters, pts, conf, vis, vis | True, spread, (1.0, 1.0), measured, cal, image_size_px=size)
     assert res.intervals.estimated["cobb_c2_c7_deg"]
