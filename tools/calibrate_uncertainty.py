@@ -247,13 +247,13 @@ def _estimates(data: dict[str, np.ndarray], cal: Any):
     """Per image: (mm (2,), measured covariance (K, 2, 2) mm², the estimate) for every cached image."""
     from cervisag_edge.core.estimation import estimate_landmarks
     from cervisag_edge.core.parameters import facing_hint
-    from cervisag_edge.core.uncertainty import edge_distance_mm, landmark_covariance
+    from cervisag_edge.core.uncertainty import image_covariance
 
     for i in range(len(data["pts"])):
         sp = data["spacing"][i]
         mm = np.array([sp[1], sp[0]])
-        cov = landmark_covariance(data["spread"][i], data["conf"][i], cal, refined=_refined(data)[i],
-                                  edge_mm=edge_distance_mm(data["pts"][i], _size(data, i), tuple(sp)))
+        cov = image_covariance(data["pts"][i], data["spread"][i], data["conf"][i], tuple(sp), cal, refined=_refined(data)[i],
+                               image_size_px=_size(data, i))
         unit = float(np.sqrt(sp[0] * sp[1]))
         inside = data["inside"][i].astype(bool)
         est = estimate_landmarks(data["pts"][i], data["conf"][i], data["vis"][i].astype(bool), inside,

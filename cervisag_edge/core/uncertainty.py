@@ -249,6 +249,17 @@ def landmark_covariance(spread: np.ndarray, confidence: np.ndarray, cal: Uncerta
     return cov * (g**2)[:, None, None]
 
 
+def image_covariance(pts_px: np.ndarray, spread: np.ndarray, confidence: np.ndarray, spacing_mm: tuple[float, float] | None,
+                     cal: UncertaintyCalibration, *, refined: np.ndarray | None = None,
+                     image_size_px: tuple[int, int] | None = None) -> np.ndarray:
+    """(K, 2, 2) measured covariance of one image's landmarks (K, 2) px: :func:`landmark_covariance`
+    with the floor in the spread's unit (mm, or px without a spacing) and the edge term from the
+    image size (W, H) (none when it is None)."""
+    px_size_mm = float(np.sqrt(spacing_mm[0] * spacing_mm[1])) if spacing_mm else NOMINAL_SPACING_MM
+    edge = edge_distance_mm(pts_px, image_size_px, spacing_mm) if image_size_px is not None else None
+    return landmark_covariance(spread, confidence, cal, unit_mm=1.0 if spacing_mm else px_size_mm, refined=refined, edge_mm=edge)
+
+
 def sd_of(cov: np.ndarray) -> np.ndarray:
     """(K,) square root of the larger eigenvalue of each 2×2 covariance."""
     a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
@@ -325,8 +336,7 @@ def uncertain_parameters(pts_px: np.ndarray, confidence: np.ndarray, visible: np
     sp = spacing_mm
     px_mm = np.array([sp[1], sp[0]]) if sp else np.ones(2)
     px_size_mm = float(np.sqrt(sp[0] * sp[1])) if sp else NOMINAL_SPACING_MM
-    edge = edge_distance_mm(pts_px, image_size_px, sp) if image_size_px is not None else None
-    cov = landmark_covariance(spread, confidence, cal, unit_mm=1.0 if sp else px_size_mm, refined=refined, edge_mm=edge)
+    cov = image_covariance(pts_px, spread, confidence, sp, cal, refined=refined, image_size_px=image_size_px)
     params = measured
     est_mask = np.zeros(NUM_LANDMARKS, dtype=bool)
     joint: tuple[np.ndarray, np.ndarray] | None = None
